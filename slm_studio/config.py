@@ -1,0 +1,161 @@
+"""Every setting of a distillation run: one flat dataclass, saved as `run.toml` next to the run's outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import tomli_w
+
+from slm_studio.errors import UserError
+
+LOSSES = ("forward_kl", "reverse_kl", "jsd")
+DEFAULT_TEACHER = "SmolLM2-135M-Instruct"
+
+
+def _opt(default, help: str, **kw):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class DistillConfig:
+    # models
+    teacher: str = _opt(DEFAULT_TEACHER, "bundled teacher name, local HF folder or local .gguf file")
+    student_layers: int = _opt(15, "keep this many evenly spaced teacher layers (first and last included)")
+    student_layer_list: list = _opt([], "explicit teacher layer indices to keep (overrides student_layers)")
+    student_mlp_ratio: float = _opt(1.0, "fraction of MLP channels to keep (1.0 = teacher width)")
+    student_model: str = _opt("", "a local HF causal LM folder to use as student instead of deriving one")
+    # data
+    data: list = _opt(["python-docs"], "corpora: 'python-docs' (bundled) or .txt/.jsonl paths")
+    teacher_prompts: str = _opt("", "prompts the teacher answers for training data: '', 'default' or a file")
+    generate_max_tokens: int = _opt(96, "longest teacher answer, in tokens")
+    generate_temperature: float = _opt(0.0, "sampling temperature of teacher answers (0 = greedy)")
+    generate_batch_size: int = _opt(8, "prompts answered at once")
+    holdout_fraction: float = _opt(0.05, "share of examples held out for evaluation")
+    # losses
+    temperature: float = _opt(2.0, "distillation temperature T (soft loss is scaled by T^2)")
+    alpha: float = _opt(0.5, "weight of the soft-target loss; 1 - alpha weighs the hard labels")
+    loss: str = _opt("forward_kl", "soft loss: forward_kl, reverse_kl or jsd")
+    jsd_beta: float = _opt(0.5, "mixture weight of the generalized JSD (0 -> forward KL, 1 -> reverse KL)")
+    # optimisation
+    steps: int = _opt(100, "optimizer steps")
+    lr: float = _opt(3e-4, "peak learning rate (AdamW)")
+    warmup_steps: int = _opt(10, "linear warm-up steps before the cosine decay")
+    min_lr_ratio: float = _opt(0.1, "final learning rate as a share of the peak")
+    weight_decay: float = _opt(0.01, "AdamW weight decay")
+    max_grad_norm: float = _opt(1.0, "gradient clipping norm (0 = off)")
+    batch_size: int = _opt(4, "sequences per micro-batch")
+    grad_accum: int = _opt(1, "micro-batches per optimizer step")
+    seq_len: int = _opt(128, "tokens per sequence")
+    seed: int = _opt(0, "seed for initialisation, data order and sampling")
+    device: str = _opt("auto", "auto (CUDA when present, else CPU), cpu or cuda")
+    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)")
+    # bookkeeping
+    eval_every: int = _opt(50, "steps between held-out evaluations")
+    eval_batches: int = _opt(8, "held-out batches per evaluation")
+    checkpoint_every: int = _opt(50, "steps between checkpoints")
+
+    def problems(self) -> dict[str, str]:
+        """Field name -> what is wrong with it; empty when the config can run."""
+        p: dict[str, str] = {}
+        if self.temperature <= 0:
+            p["temperature"] = f"temperature must be > 0, got {self.temperature}"
+        if not 0 <= self.alpha <= 1:
+            p["alpha"] = f"alpha must lie in [0, 1], got {self.alpha}"
+        if self.loss not in LOSSES:
+            p["loss"] = f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"
+        if not 0 < self.jsd_beta < 1:
+            p["jsd_beta"] = f"jsd_beta must lie strictly between 0 and 1, got {self.jsd_beta}"
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "checkpoint_every",
+                     "generate_max_tokens", "generate_batch_size"):
+            if getattr(self, name) < 1:
+                p[name] = f"{name} must be >= 1, got {getattr(self, name)}"
+        if self.seq_len < 8:
+            p["seq_len"] = f"seq_len must be >= 8, got {self.seq_len}"
+        if self.lr <= 0:
+            p["lr"] = f"lr must be > 0, got {self.lr}"
+        if self.warmup_steps < 0:
+            p["warmup_steps"] = f"warmup_steps must be >= 0, got {self.warmup_steps}"
+        if not 0 <= self.min_lr_ratio <= 1:
+            p["min_lr_ratio"] = f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}"
+        if not 0 < self.holdout_fraction < 0.5:
+            p["holdout_fraction"] = f"holdout_fraction must lie in (0, 0.5), got {self.holdout_fraction}"
+        if not 0 < self.student_mlp_ratio <= 1:
+            p["student_mlp_ratio"] = f"student_mlp_ratio must lie in (0, 1], got {self.student_mlp_ratio}"
+        if self.student_layers < 1 and not self.student_layer_list:
+            p["student_layers"] = f"student_layers must be >= 1, got {self.student_layers}"
+        if self.device not in ("auto", "cpu", "cuda"):
+            p["device"] = f"device must be auto, cpu or cuda, got {self.device!r}"
+        if not self.data and not self.teacher_prompts:
+            p["data"] = "no training data: give a corpus or teacher prompts"
+        return p
+
+    def validate(self) -> "DistillConfig":
+        problems = self.problems()
+        if problems:
+            raise UserError("; ".join(problems.values()))
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "DistillConfig":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        values = {}
+        for name, value in data.items():
+            values[name] = _coerce(name, value, type(getattr(cls(), name)), source)
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        from slm_studio.fileio import write_text
+
+        write_text(Path(path), tomli_w.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: Path) -> "DistillConfig":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def _coerce(name: str, value, expected: type, source: str):
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is list and isinstance(value, list):
+        return value
+    if type(value) is not expected:
+        raise UserError(f"{source}: {name} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def help_text(name: str) -> str:
+    return next(f.metadata["help"] for f in fields(DistillConfig) if f.name == name)
+
+
+PRESETS: dict[str, dict] = {
+    # The README's main job: finishes within 10 minutes on 2 CPU cores, first teacher load included.
+    "quick": dict(steps=100, batch_size=4, seq_len=128, lr=3e-4, warmup_steps=10, eval_every=50, eval_batches=8,
+                  checkpoint_every=50),
+    # A stronger run: more tokens and teacher-written answers, within about 45 minutes on 2 cores.
+    "standard": dict(steps=500, batch_size=8, seq_len=128, lr=3e-4, warmup_steps=25, eval_every=100,
+                     eval_batches=16, checkpoint_every=100, teacher_prompts="default"),
+}
+
+
+def preset(name: str) -> DistillConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return DistillConfig(**PRESETS[name])

@@ -1,0 +1,239 @@
+"""The distillation loop: `distill(config, run_dir)` trains a student against its teacher.
+
+    slm-studio distill --preset quick --out runs/quick
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from slm_studio.config import DistillConfig
+from slm_studio.data.corpus import TokenizedData, batch_indices, load_records, split_holdout, tokenize
+from slm_studio.data.generate import generate_answers, load_prompts
+from slm_studio.distill.checkpoint import (TrainerState, latest_checkpoint, load_trainer_state,
+                                           save_checkpoint)
+from slm_studio.distill.losses import distillation_loss, next_token_view
+from slm_studio.errors import UserError
+from slm_studio.evaluate.perplexity import perplexity
+from slm_studio.events import CancelToken, Event, EventHandler, ignore_event
+from slm_studio.fileio import append_jsonl, atomic_dir, write_json, write_text
+from slm_studio.models import loading, sources
+from slm_studio.models.student import StudentPlan, check_compatible, derive_student, parameter_count, plan_layers
+
+
+@dataclass
+class DistillResult:
+    run_dir: Path
+    status: str  # "finished" or "cancelled"
+    steps_done: int
+    teacher_ppl: float
+    untrained_ppl: float
+    student_ppl: float | None  # None when cancelled before the end
+    student_parameters: int
+    teacher_parameters: int
+    seconds: float
+
+
+def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event: EventHandler = ignore_event,
+            cancel: CancelToken | None = None) -> DistillResult:
+    started = time.perf_counter()
+    cancel = cancel or CancelToken()
+    run_dir = Path(run_dir)
+    config.validate()
+    device = _pick_device(config)
+    # Everything that can be checked cheaply is checked before the run directory is touched.
+    teacher_source = sources.resolve(config.teacher)
+    records = [r for spec in config.data for r in load_records(spec)]
+    prompts = load_prompts(config.teacher_prompts) if config.teacher_prompts else []
+    checkpoint = _prepare_run_dir(config, run_dir, resume)
+    try:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        teacher, tokenizer = _load_teacher(teacher_source, device, on_event)
+        student, layers = _load_student(config, teacher, tokenizer, checkpoint, device, on_event)
+        train, held = _load_data(config, run_dir, records, prompts, teacher, tokenizer, on_event, cancel)
+        baseline = _baseline(config, run_dir, teacher, student, held, on_event)
+    except BaseException:
+        if not resume:  # a fresh run that failed before training leaves nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+    optimizer, scheduler = _optimizer(config, student)
+    state = load_trainer_state(checkpoint, optimizer, scheduler) if checkpoint else TrainerState(0, 0)
+    if checkpoint:
+        _truncate_metrics(run_dir / "metrics.jsonl", state.step)
+    on_event(Event("train", step=state.step, total=config.steps, message=_describe_start(
+        config, teacher, student, layers, train, held, state.step)))
+
+    loop_start, start_step = time.perf_counter(), state.step
+    student.train()
+    while state.step < config.steps:
+        if cancel.cancelled:
+            save_checkpoint(run_dir, student, optimizer, scheduler, state)
+            on_event(Event("train", step=state.step, total=config.steps, message="cancelled; checkpoint kept"))
+            return _result(run_dir, "cancelled", state.step, baseline, None, teacher, student, started)
+        metrics = _train_step(config, teacher, student, optimizer, scheduler, train, state, device)
+        elapsed = time.perf_counter() - loop_start
+        done = state.step - start_step
+        metrics["tokens_per_s"] = done * config.batch_size * config.grad_accum * config.seq_len / elapsed
+        metrics["eta_s"] = elapsed / done * (config.steps - state.step)
+        if state.step % config.eval_every == 0 or state.step == config.steps:
+            metrics["eval_ppl"] = perplexity(student, held, config.batch_size, config.eval_batches)
+        append_jsonl(run_dir / "metrics.jsonl", {"step": state.step, **metrics})
+        on_event(Event("train", step=state.step, total=config.steps, metrics=metrics))
+        if state.step % config.checkpoint_every == 0 and state.step < config.steps:
+            save_checkpoint(run_dir, student, optimizer, scheduler, state)
+
+    save_checkpoint(run_dir, student, optimizer, scheduler, state)
+    _save_student(run_dir / "student", student, tokenizer)
+    student_ppl = perplexity(student, held, config.batch_size, config.eval_batches)
+    result = _result(run_dir, "finished", state.step, baseline, student_ppl, teacher, student, started)
+    write_json(run_dir / "summary.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()})
+    return result
+
+
+def _train_step(config, teacher, student, optimizer, scheduler, train: TokenizedData, state: TrainerState,
+                device) -> dict[str, float]:
+    sums = {"loss": 0.0, "kl": 0.0, "ce": 0.0}
+    for _ in range(config.grad_accum):
+        index = batch_indices(len(train), state.position, config.batch_size, config.seed)
+        state.position += config.batch_size
+        ids, attention = train.input_ids[index].to(device), train.attention_mask[index].to(device)
+        targets = train.target_mask[index].to(device)
+        with torch.no_grad():
+            teacher_logits = teacher(input_ids=ids, attention_mask=attention).logits
+        student_logits = student(input_ids=ids, attention_mask=attention).logits
+        s_logits, labels, mask = next_token_view(student_logits, ids, targets)
+        t_logits = teacher_logits[:, :-1]
+        losses = distillation_loss(s_logits[mask.bool()], t_logits[mask.bool()], labels[mask.bool()],
+                                   torch.ones_like(labels[mask.bool()]), config.alpha, config.temperature,
+                                   config.loss, config.jsd_beta)
+        (losses["loss"] / config.grad_accum).backward()
+        for key in sums:
+            sums[key] += float(losses[key]) / config.grad_accum
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        student.parameters(), config.max_grad_norm if config.max_grad_norm > 0 else float("inf"))
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    return {**sums, "lr": lr, "grad_norm": float(grad_norm)}
+
+
+def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path | None:
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise UserError(f"{run_dir} holds no complete checkpoint to resume from")
+        return checkpoint
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir} already holds files; choose another --out or --resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "run.toml")
+    return None
+
+
+def _pick_device(config: DistillConfig) -> torch.device:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda was asked for, but no CUDA device is available")
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def _load_teacher(source, device, on_event):
+    on_event(Event("load", message=f"loading teacher {source.name}"))
+    teacher, tokenizer, _ = loading.load(source, device, on_event)
+    teacher.eval().requires_grad_(False)
+    return teacher, tokenizer
+
+
+def _load_student(config, teacher, tokenizer, checkpoint: Path | None, device, on_event):
+    n_teacher = teacher.config.num_hidden_layers
+    if checkpoint is not None:
+        student = loading.load_model(checkpoint, device)
+        return student, getattr(student.config, "slm_studio_layer_map", None)
+    if config.student_model:
+        on_event(Event("load", message=f"loading student {config.student_model}"))
+        source = sources.resolve(config.student_model)
+        student, student_tokenizer, _ = loading.load(source, device, on_event)
+        check_compatible(teacher, tokenizer, student, student_tokenizer)
+        return student, None
+    layers = plan_layers(n_teacher, config.student_layers, list(config.student_layer_list))
+    student = derive_student(teacher, StudentPlan(layers, config.student_mlp_ratio)).to(device)
+    return student, layers
+
+
+def _load_data(config, run_dir: Path, records, prompts, teacher, tokenizer, on_event, cancel):
+    if prompts:
+        on_event(Event("generate", step=0, total=len(prompts), message="the teacher answers the prompt set"))
+        answers = generate_answers(teacher, tokenizer, prompts, run_dir / "teacher_answers.jsonl",
+                                   config.generate_max_tokens, config.generate_temperature,
+                                   config.generate_batch_size, config.seed, on_event, cancel)
+        records += [{"messages": [{"role": "user", "content": a["prompt"]},
+                                  {"role": "assistant", "content": a["response"]}]} for a in answers]
+    return split_holdout(tokenize(records, tokenizer, config.seq_len), config.holdout_fraction, config.seed)
+
+
+def _baseline(config, run_dir: Path, teacher, student, held, on_event) -> dict:
+    """Teacher's and untrained student's held-out perplexity, measured once per run."""
+    path = run_dir / "baseline.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    on_event(Event("eval", message="held-out perplexity of the teacher and the untrained student"))
+    baseline = {"teacher_ppl": perplexity(teacher, held, config.batch_size, config.eval_batches),
+                "untrained_ppl": perplexity(student, held, config.batch_size, config.eval_batches)}
+    write_json(path, baseline)
+    return baseline
+
+
+def _optimizer(config: DistillConfig, student):
+    decay = [p for n, p in student.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in student.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step))
+
+
+def lr_factor(config: DistillConfig, step: int) -> float:
+    """Linear warm-up to 1, then cosine decay to min_lr_ratio at the last step."""
+    if step < config.warmup_steps:
+        return (step + 1) / (config.warmup_steps + 1)
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics logged after the checkpoint we resume from, so every step appears once."""
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        write_text(path, "".join(line + "\n" for line in lines))
+
+
+def _save_student(folder: Path, student, tokenizer) -> None:
+    with atomic_dir(folder) as tmp:
+        student.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+
+def _describe_start(config, teacher, student, layers, train, held, step) -> str:
+    kept = f"layers {layers}" if layers else "a given student"
+    return (f"teacher {parameter_count(teacher) / 1e6:.1f}M params, student {parameter_count(student) / 1e6:.1f}M "
+            f"({kept}); {len(train)} training and {len(held)} held-out sequences of {config.seq_len} tokens; "
+            + (f"resuming at step {step}" if step else "starting"))
+
+
+def _result(run_dir, status, steps, baseline, student_ppl, teacher, student, started) -> DistillResult:
+    return DistillResult(run_dir=run_dir, status=status, steps_done=steps, teacher_ppl=baseline["teacher_ppl"],
+                         untrained_ppl=baseline["untrained_ppl"], student_ppl=student_ppl,
+                         student_parameters=parameter_count(student), teacher_parameters=parameter_count(teacher),
+                         seconds=time.perf_counter() - started)
