@@ -118,7 +118,7 @@ def _train_step(config, teacher, student, optimizer, scheduler, train: Tokenized
                                    config.loss, config.jsd_beta)
         (losses["loss"] / config.grad_accum).backward()
         for key in sums:
-            sums[key] += float(losses[key]) / config.grad_accum
+            sums[key] += float(losses[key].detach()) / config.grad_accum
     grad_norm = torch.nn.utils.clip_grad_norm_(
         student.parameters(), config.max_grad_norm if config.max_grad_norm > 0 else float("inf"))
     lr = scheduler.get_last_lr()[0]

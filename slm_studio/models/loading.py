@@ -57,6 +57,14 @@ def _dequantize_gguf(path: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def quiet_transformers() -> None:
+    """Our own progress reporting replaces transformers' tqdm bars and load reports."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
@@ -79,5 +87,6 @@ def load_model(folder: Path, device: str = "cpu"):
 
 def load(source: ModelSource, device: str = "cpu", on_event: EventHandler = ignore_event):
     """(model, tokenizer, folder) for any source."""
+    quiet_transformers()
     folder = hf_folder(source, on_event)
     return load_model(folder, device), load_tokenizer(folder), folder

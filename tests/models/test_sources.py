@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from slm_studio.errors import UserError
+from slm_studio.models import loading, sources
+from tests.conftest import BUNDLED
+
+
+def test_bundled_teacher_is_found_and_described():
+    source = sources.resolve(BUNDLED.lower())
+    info = sources.describe(source)
+    assert (info.architecture, info.layers, info.vocab_size) == ("llama", 30, 49152)
+    assert 130e6 < info.parameters < 140e6
+    assert info.file_bytes > 50e6 and info.context_length == 8192
+
+
+def test_hf_folder_is_described(tiny_teacher):
+    info = sources.describe(sources.resolve(str(tiny_teacher)))
+    assert info.kind == "hf" and info.layers == 4 and info.vocab_size == 49152
+    assert info.parameters > 49152 * 32
+
+
+def test_unknown_teacher_lists_the_bundled_ones():
+    with pytest.raises(UserError, match="unknown teacher 'nope'.*SmolLM2-135M-Instruct"):
+        sources.resolve("nope")
+    with pytest.raises(UserError, match="not found"):
+        sources.resolve("/no/such/model.gguf")
+
+
+@pytest.mark.parametrize("content", [b"", b"GGUF" + b"\xff" * 40, b"this is not a model at all" * 100])
+def test_corrupt_gguf_gives_a_clear_message(tmp_path, content):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(content)
+    with pytest.raises(UserError, match="not a readable GGUF"):
+        sources.describe(sources.resolve(str(bad)))
+
+
+def test_truncated_gguf_gives_a_clear_message(tmp_path):
+    real = sources.resolve(BUNDLED).path
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(real.read_bytes()[:5_000_000])
+    with pytest.raises(UserError, match="not a readable GGUF"):
+        sources.describe(sources.resolve(str(cut)))
+
+
+@pytest.mark.slow
+def test_real_teacher_loads_from_cache_and_answers(teacher_folder):
+    """The cached dequantized teacher is reused and still knows its facts."""
+    cached_at = (teacher_folder / "model.safetensors").stat().st_mtime_ns
+    model, tokenizer, folder = loading.load(sources.resolve(BUNDLED))
+    assert folder == teacher_folder  # the second load reuses the cache instead of dequantizing again
+    assert (folder / "model.safetensors").stat().st_mtime_ns == cached_at
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                         tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
