@@ -117,9 +117,13 @@ def _distill(args) -> int:
     config = distill_config(args)
     run_dir = args.resume or args.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     cancel = CancelToken()
-    signal.signal(signal.SIGINT, lambda *_: (cancel.cancel(), print("\nstopping after this step...",
-                                                                     file=sys.stderr)))
-    result = distill(config, run_dir, resume=args.resume is not None, on_event=TerminalProgress(), cancel=cancel)
+    previous = signal.signal(signal.SIGINT, lambda *_: (cancel.cancel(), print(
+        "\nstopping after this step; a checkpoint is kept...", file=sys.stderr)))
+    try:
+        result = distill(config, run_dir, resume=args.resume is not None, on_event=TerminalProgress(),
+                         cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if result.status == "cancelled":
         print(f"cancelled at step {result.steps_done}; continue with: slm-studio distill --resume {run_dir}")
         return 130

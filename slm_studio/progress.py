@@ -15,8 +15,8 @@ def format_seconds(seconds: float) -> str:
 
 
 class TerminalProgress:
-    def __init__(self, stream=sys.stderr, width: int = 28) -> None:
-        self.stream = stream
+    def __init__(self, stream=None, width: int = 28) -> None:
+        self.stream = stream or sys.stderr
         self.width = width
         self._bar_open = False
         self._last_draw = 0.0
