@@ -15,6 +15,7 @@ from pathlib import Path
 import slm_studio
 from slm_studio.config import DistillConfig, PRESETS, LOSSES, preset
 from slm_studio.errors import UserError
+from slm_studio.export.quantize import QUANT_TYPES
 
 # command-line flag -> config field; flags override the config file or preset
 DISTILL_FLAGS = {
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list bundled teachers, or describe model files and folders")
     models.add_argument("paths", nargs="*", help="HF folders or .gguf files to describe")
 
+    quants = ", ".join(QUANT_TYPES)
     distill = commands.add_parser("distill", help="distill a teacher into a student")
     distill.add_argument("--config", type=Path, help="a run.toml to start from")
     distill.add_argument("--preset", choices=sorted(PRESETS), help="a ready-made configuration")
@@ -53,6 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     for name, (flag, kind, text) in DISTILL_FLAGS.items():
         distill.add_argument(flag, dest=name, type=kind, help=text)
+    export = commands.add_parser("export", help="write a run's student (or an HF folder) as GGUF, proven in llama.cpp")
+    export.add_argument("model", type=Path, help="a run directory or an HF model folder")
+    export.add_argument("--quant", nargs="*", default=[], metavar="TYPE", help=f"also quantize: {quants}")
+    export.add_argument("--float-type", default="F16", choices=["F16", "F32"], help="unquantized GGUF type")
+    export.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/gguf/)")
+
+    quantize = commands.add_parser("quantize", help="quantize a GGUF file with llama.cpp")
+    quantize.add_argument("source", type=Path)
+    quantize.add_argument("target", type=Path)
+    quantize.add_argument("--type", required=True, metavar="TYPE", help=quants)
+
+    chat = commands.add_parser("chat", help="chat on the CPU with a GGUF model, optionally beside another")
+    chat.add_argument("model", help="a .gguf file, a run directory or a bundled teacher's name")
+    chat.add_argument("--vs", help="a second model that answers the same conversation")
+    chat.add_argument("--prompt", help="answer this one prompt and exit (otherwise: an interactive session)")
+    chat.add_argument("--system", default="", help="system prompt")
+    chat.add_argument("--temperature", type=float, default=0.7)
+    chat.add_argument("--max-tokens", type=int, default=256)
+    chat.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -63,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             return _models(args)
         if args.command == "distill":
             return _distill(args)
+        if args.command == "export":
+            return _export(args)
+        if args.command == "quantize":
+            return _quantize(args)
+        if args.command == "chat":
+            return _chat(args)
     except UserError as exc:
         print(f"slm-studio: error: {exc}", file=sys.stderr)
         return 2
@@ -135,3 +162,62 @@ def _distill(args) -> int:
     print(f"  untrained student  {result.untrained_ppl:10.2f}")
     print(f"  distilled student  {result.student_ppl:10.2f}")
     return 0
+
+
+def _export(args) -> int:
+    from slm_studio.export.gguf import export_gguf
+    from slm_studio.models.sources import human_bytes
+    from slm_studio.progress import TerminalProgress
+
+    result = export_gguf(args.model, args.out, args.float_type, args.quant, on_event=TerminalProgress())
+    p = result.proof
+    print(f"proof: llama.cpp agrees with torch on {p.agreement:.1%} of {p.positions} next tokens "
+          f"(largest logit difference {p.max_logit_diff:.3f}); tokenizer {'matches' if p.tokenizer_match else 'differs'}")
+    for name, size in result.sizes().items():
+        print(f"  {name:<7} {human_bytes(size):>9}  {result.files[name]}")
+    return 0
+
+
+def _quantize(args) -> int:
+    from slm_studio.export.quantize import quantize
+    from slm_studio.models.sources import human_bytes
+
+    target = quantize(args.source, args.target, args.type)
+    print(f"{target}  {human_bytes(target.stat().st_size)} (from {human_bytes(args.source.stat().st_size)})")
+    return 0
+
+
+def _chat(args) -> int:
+    from slm_studio.chat.session import ChatSession, ChatSettings, resolve_chat_model
+
+    sessions = [ChatSession(resolve_chat_model(spec)) for spec in [args.model, args.vs] if spec]
+    settings = ChatSettings(system_prompt=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
+                            seed=args.seed)
+    histories: list[list[dict]] = [[] for _ in sessions]
+    prompts = [args.prompt] if args.prompt else _read_prompts()
+    for prompt in prompts:
+        for session, history in zip(sessions, histories):
+            history.append({"role": "user", "content": prompt})
+            if len(sessions) > 1:
+                print(f"--- {session.name}")
+            reply = ""
+            for piece in session.stream(history, settings):
+                reply += piece
+                print(piece, end="", flush=True)
+            history.append({"role": "assistant", "content": reply})
+            print(f"\n[{session.last_stats.line()}]")
+    for session in sessions:
+        session.close()
+    return 0
+
+
+def _read_prompts():
+    print("Type a message; an empty line or Ctrl-D ends the chat.")
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            return
+        if not line:
+            return
+        yield line

@@ -13,6 +13,9 @@ from slm_studio.fileio import atomic_dir
 from slm_studio.models.sources import ModelSource
 
 
+CACHE_FORMAT = 2  # bump when the cached folder's content changes
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("SLM_STUDIO_CACHE", Path.home() / ".cache" / "slm-studio"))
 
@@ -29,7 +32,7 @@ def hf_folder(source: ModelSource, on_event: EventHandler = ignore_event) -> Pat
     """An HF folder holding the source's weights and tokenizer (for GGUF: the cached dequantized copy)."""
     if source.kind == "hf":
         return source.path
-    folder = cache_root() / "gguf" / f"{source.path.stem}-{file_digest(source.path)}"
+    folder = cache_root() / "gguf" / f"{source.path.stem}-{file_digest(source.path)}-v{CACHE_FORMAT}"
     if not (folder / "config.json").exists():
         on_event(Event("load", message=f"Dequantizing {source.path.name} once (about 40 s); later loads are fast"))
         with atomic_dir(folder) as tmp:
@@ -41,6 +44,7 @@ def _dequantize_gguf(path: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
@@ -50,11 +54,19 @@ def _dequantize_gguf(path: Path, out: Path) -> None:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
+    config.gguf_tokenizer_pre = _gguf_string(path, "tokenizer.ggml.pre")  # kept for our own GGUF export
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+
+
+def _gguf_string(path: Path, key: str) -> str | None:
+    import gguf
+
+    field = gguf.GGUFReader(path).get_field(key)
+    return None if field is None else field.contents()
 
 
 def quiet_transformers() -> None:
@@ -68,6 +80,7 @@ def quiet_transformers() -> None:
 def load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
+    quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception as exc:
@@ -78,6 +91,7 @@ def load_model(folder: Path, device: str = "cpu"):
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
     except Exception as exc:
@@ -87,6 +101,5 @@ def load_model(folder: Path, device: str = "cpu"):
 
 def load(source: ModelSource, device: str = "cpu", on_event: EventHandler = ignore_event):
     """(model, tokenizer, folder) for any source."""
-    quiet_transformers()
     folder = hf_folder(source, on_event)
     return load_model(folder, device), load_tokenizer(folder), folder
