@@ -1,9 +1,9 @@
-# Two commands set everything up:  `make run` (the main job)  and  `make test` (the test suite).
+# Two commands set everything up:  `make run` (the app)  and  `make test` (the test suite).
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup clean
+.PHONY: run distill test test-fast setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
+	$(VENV)/bin/slm-studio
+
+distill: $(STAMP)
 	$(VENV)/bin/slm-studio distill --preset quick
 
 test: $(STAMP)

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import slm_studio
-from slm_studio.config import DistillConfig, PRESETS, LOSSES, preset
+from slm_studio.config import LOSSES, PRESETS, DistillConfig, preset, runs_root
 from slm_studio.errors import UserError
 from slm_studio.export.quantize import QUANT_TYPES
 
@@ -142,7 +142,7 @@ def _distill(args) -> int:
     from slm_studio.progress import TerminalProgress, format_seconds
 
     config = distill_config(args)
-    run_dir = args.resume or args.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = args.resume or args.out or runs_root() / datetime.now().strftime("%Y%m%d-%H%M%S")
     cancel = CancelToken()
     previous = signal.signal(signal.SIGINT, lambda *_: (cancel.cancel(), print(
         "\nstopping after this step; a checkpoint is kept...", file=sys.stderr)))

@@ -83,3 +83,34 @@ def test_bad_config_files(capsys, tmp_path, toml, message):
     (tmp_path / "c.toml").write_text(toml)
     code, _, err = _run(capsys, "distill", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run"))
     assert code == 2 and message in err
+
+
+def test_distill_export_quantize_chat_end_to_end(capsys, tiny_teacher, tmp_path):
+    run = tmp_path / "run"
+    assert _run(capsys, *_tiny_flags(tiny_teacher, run))[0] == 0
+    code, out, _ = _run(capsys, "export", str(run), "--quant", "Q8_0")
+    assert code == 0 and "proof: llama.cpp agrees" in out
+    assert (run / "gguf" / "student-F16.gguf").exists() and (run / "gguf" / "student-Q8_0.gguf").exists()
+    code, out, _ = _run(capsys, "quantize", str(run / "gguf" / "student-F16.gguf"), str(tmp_path / "q4.gguf"),
+                        "--type", "Q4_0")
+    assert code == 0 and (tmp_path / "q4.gguf").stat().st_size < (run / "gguf" / "student-F16.gguf").stat().st_size
+    code, out, _ = _run(capsys, "chat", str(run), "--prompt", "Hello!", "--max-tokens", "8", "--temperature", "0")
+    assert code == 0 and "tokens/s" in out and "first token" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["quantize", "{bad}", "{tmp}/o.gguf", "--type", "Q8_0"], "not a readable GGUF"),
+    (["quantize", "{tmp}/missing.gguf", "{tmp}/o.gguf", "--type", "Q8_0"], "not found"),
+    (["quantize", "{bad}", "{tmp}/o.gguf", "--type", "Q9"], "unknown quant type"),
+    (["chat", "{bad}", "--prompt", "hi"], "not a readable GGUF"),
+    (["chat", "{txt}", "--prompt", "hi"], None),
+    (["export", "{tmp}", "--quant", "Q8_0"], "neither a run directory nor"),
+])
+def test_bad_gguf_input_is_one_line_and_exit_code_2(capsys, tmp_path, argv, message):
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF" + b"\x00" * 10)
+    (tmp_path / "notes.txt").write_text("not a model")
+    argv = [a.format(bad=tmp_path / "bad.gguf", tmp=tmp_path, txt=tmp_path / "notes.txt") for a in argv]
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and err.startswith("slm-studio: error: ") and err.count("\n") == 1
+    assert message is None or message in err
+    assert not (tmp_path / "o.gguf").exists()

@@ -10,7 +10,7 @@ import slm_studio  # noqa: F401  (sets the offline switches before transformers 
 from slm_studio.errors import UserError
 from slm_studio.events import Event, EventHandler, ignore_event
 from slm_studio.fileio import atomic_dir
-from slm_studio.models.sources import ModelSource
+from slm_studio.models.sources import ModelSource, describe
 
 
 CACHE_FORMAT = 2  # bump when the cached folder's content changes
@@ -32,6 +32,7 @@ def hf_folder(source: ModelSource, on_event: EventHandler = ignore_event) -> Pat
     """An HF folder holding the source's weights and tokenizer (for GGUF: the cached dequantized copy)."""
     if source.kind == "hf":
         return source.path
+    describe(source)  # a damaged file gets gguf-py's clear message, not a deep transformers error
     folder = cache_root() / "gguf" / f"{source.path.stem}-{file_digest(source.path)}-v{CACHE_FORMAT}"
     if not (folder / "config.json").exists():
         on_event(Event("load", message=f"Dequantizing {source.path.name} once (about 40 s); later loads are fast"))

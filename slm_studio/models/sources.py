@@ -29,6 +29,13 @@ class ModelInfo:
     vocab_size: int
     context_length: int
     file_bytes: int
+    layer_parameters: int = 0  # parameters in one transformer block (the first)
+    mlp_parameters: int = 0  # of which in its MLP
+
+    def student_parameters(self, keep_layers: int, mlp_ratio: float = 1.0) -> int:
+        """Parameters of a student derived by keeping `keep_layers` blocks and `mlp_ratio` of MLP channels."""
+        shared = self.parameters - self.layers * self.layer_parameters
+        return shared + keep_layers * round(self.layer_parameters - self.mlp_parameters * (1 - mlp_ratio))
 
 
 def _package_dir(package: str) -> Path | None:
@@ -109,6 +116,8 @@ def _describe_gguf(source: ModelSource) -> ModelInfo:
         vocab_size=len(tokens.data) if tokens is not None else 0,
         context_length=int(value(gguf.Keys.LLM.CONTEXT_LENGTH.format(arch=arch), 0)),
         file_bytes=source.path.stat().st_size,
+        layer_parameters=sum(int(t.n_elements) for t in reader.tensors if t.name.startswith("blk.0.")),
+        mlp_parameters=sum(int(t.n_elements) for t in reader.tensors if t.name.startswith("blk.0.ffn_")),
     )
 
 
@@ -122,20 +131,22 @@ def _describe_hf(source: ModelSource) -> ModelInfo:
     files = sorted(source.path.glob("*.safetensors"))
     if not files:
         raise UserError(f"{source.path} holds no .safetensors weights")
-    parameters = 0
+    shapes: dict[str, int] = {}
     for file in files:
         try:
             with safe_open(file, framework="pt") as f:
-                parameters += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+                shapes.update({k: math.prod(f.get_slice(k).get_shape()) for k in f.keys()})
         except Exception as exc:
             raise UserError(f"{file} is not a readable safetensors file ({exc})") from None
     return ModelInfo(
         name=source.name, kind="hf", path=source.path,
         architecture=(config.get("architectures") or [config.get("model_type", "unknown")])[0],
-        parameters=parameters, layers=int(config.get("num_hidden_layers", 0)),
+        parameters=sum(shapes.values()), layers=int(config.get("num_hidden_layers", 0)),
         vocab_size=int(config.get("vocab_size", 0)),
         context_length=int(config.get("max_position_embeddings", 0)),
         file_bytes=sum(f.stat().st_size for f in source.path.iterdir() if f.is_file()),
+        layer_parameters=sum(n for k, n in shapes.items() if k.startswith("model.layers.0.")),
+        mlp_parameters=sum(n for k, n in shapes.items() if k.startswith("model.layers.0.mlp.")),
     )
 
 

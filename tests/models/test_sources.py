@@ -56,3 +56,13 @@ def test_real_teacher_loads_from_cache_and_answers(teacher_folder):
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_student_size_estimate_matches_a_derived_student(tiny_teacher):
+    from slm_studio.models.loading import load_model
+    from slm_studio.models.student import StudentPlan, derive_student, parameter_count
+
+    info = sources.describe(sources.resolve(str(tiny_teacher)))
+    student = derive_student(load_model(tiny_teacher), StudentPlan([0, 3], mlp_ratio=0.5))
+    assert info.student_parameters(2, 0.5) == parameter_count(student)
+    assert sources.describe(sources.resolve(BUNDLED)).student_parameters(15) == pytest.approx(81.4e6, rel=0.01)

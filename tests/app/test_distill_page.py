@@ -1,0 +1,88 @@
+"""Drive the Distill page like a user: configure, start, watch the plots, cancel, resume."""
+
+import json
+
+from slm_studio.config import DistillConfig
+from tests.app.conftest import StallProbe
+
+
+def _tiny(tiny_teacher, **overrides) -> DistillConfig:
+    values = dict(teacher=str(tiny_teacher), student_layers=2, steps=6, batch_size=2, seq_len=32, warmup_steps=2,
+                  eval_every=3, eval_batches=2, checkpoint_every=3, lr=1e-3)
+    return DistillConfig(**{**values, **overrides})
+
+
+def test_a_whole_tiny_run_through_the_ui_stays_responsive(qtbot, window, tiny_teacher):
+    page = window.distill_page
+    page.form.set_config(_tiny(tiny_teacher, steps=12))
+    assert page.start_button.isEnabled()
+    with StallProbe() as probe, qtbot.waitSignal(page.run_finished, timeout=180_000) as finished:
+        qtbot.mouseClick(page.start_button, __import__("PySide6.QtCore").QtCore.Qt.LeftButton)
+        qtbot.waitUntil(lambda: page.loss_plot.point_count("loss") > 0, timeout=120_000)
+        assert not page.start_button.isEnabled() and page.cancel_button.isEnabled()
+    result = finished.args[0]
+    assert result.status == "finished" and (result.run_dir / "student" / "config.json").exists()
+    qtbot.waitUntil(lambda: page.loss_plot.point_count("kl") == 12)
+    assert page.loss_plot.point_count("ce") == 12 and page.eval_plot.point_count("student") == 4
+    assert page.progress.value() == 12 and "distilled student" in page.status.text()
+    print(f"longest event-loop stall during training: {probe.longest_ms} ms")
+    assert probe.longest_ms < 100
+
+
+def test_cancel_keeps_a_checkpoint_and_resume_finishes(qtbot, window, tiny_teacher):
+    page = window.distill_page
+    page.form.set_config(_tiny(tiny_teacher, steps=200, checkpoint_every=100))
+    page.start_button.click()
+    qtbot.waitUntil(lambda: page.progress.value() >= 2, timeout=120_000)
+    page.cancel_button.click()
+    qtbot.waitUntil(lambda: not page.running, timeout=60_000)
+    assert "Cancelled" in page.status.text() and page.resume_button.isEnabled()
+    run = page.run_dir
+    stopped_at = len((run / "metrics.jsonl").read_text().splitlines())
+    config = DistillConfig.load(run / "run.toml")
+    config.steps = stopped_at + 2  # finish quickly: resume the same run with two more steps
+    config.save(run / "run.toml")
+    with qtbot.waitSignal(page.run_finished, timeout=120_000):
+        page.resume_button.click()
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, stopped_at + 3))
+
+
+def test_invalid_values_are_marked_and_block_start(window):
+    form = window.distill_page.form
+    form.temperature.setValue(0.0)
+    assert "temperature" in form.problems()
+    assert "border" in form.temperature.styleSheet() and "temperature must be > 0" in form.problem_label.text()
+    assert not window.distill_page.start_button.isEnabled()
+    form.temperature.setValue(2.0)
+    assert window.distill_page.start_button.isEnabled()
+
+
+def test_student_size_is_estimated_live(window):
+    form = window.distill_page.form
+    form.student_layers.setValue(15)
+    assert "81.4M parameters" in form.student_info.text()
+    form.student_layers.setValue(10)
+    assert "M parameters" in form.student_info.text() and "81.4M" not in form.student_info.text()
+
+
+def test_config_save_and_load_round_trip(window, tmp_path, tiny_teacher):
+    config = _tiny(tiny_teacher, temperature=3.5, alpha=0.2, loss="reverse_kl", data=["python-docs"])
+    window.distill_page.form.set_config(config)
+    window.save_config(str(tmp_path / "form.toml"))
+    assert DistillConfig.load(tmp_path / "form.toml") == config  # the same TOML the CLI reads
+    window.distill_page.form.set_config(DistillConfig())
+    window.open_config(str(tmp_path / "form.toml"))
+    assert window.distill_page.form.config() == config
+
+
+def test_a_bad_teacher_file_ends_in_an_error_dialog(qtbot, window, tmp_path, tiny_teacher):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 100)
+    page = window.distill_page
+    page.form.set_config(_tiny(tiny_teacher, teacher=str(bad)))
+    page.start_button.click()
+    qtbot.waitUntil(lambda: getattr(window, "error_dialog", None) is not None and window.error_dialog.isVisible(),
+                    timeout=60_000)
+    assert "not a readable GGUF" in window.error_dialog.text()
+    assert not page.running
