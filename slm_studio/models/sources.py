@@ -96,28 +96,19 @@ def describe(source: ModelSource) -> ModelInfo:
 
 
 def _describe_gguf(source: ModelSource) -> ModelInfo:
-    import gguf
+    from slm_studio.models.gguf_scan import scan_gguf
 
-    try:
-        reader = gguf.GGUFReader(source.path)
-    except Exception as exc:  # gguf raises ValueError, struct errors, IndexError... on damaged files
-        raise UserError(f"{source.path} is not a readable GGUF file ({type(exc).__name__}: {exc})") from None
-
-    def value(key: str, default=None):
-        f = reader.get_field(key)
-        return default if f is None else f.contents()
-
-    arch = value(gguf.Keys.General.ARCHITECTURE, "unknown")
-    tokens = reader.get_field(gguf.Keys.Tokenizer.LIST)
+    scan = scan_gguf(source.path)
+    arch = str(scan.fields.get("general.architecture", "unknown"))
     return ModelInfo(
         name=source.name, kind="gguf", path=source.path, architecture=arch,
-        parameters=sum(int(t.n_elements) for t in reader.tensors),
-        layers=int(value(gguf.Keys.LLM.BLOCK_COUNT.format(arch=arch), 0)),
-        vocab_size=len(tokens.data) if tokens is not None else 0,
-        context_length=int(value(gguf.Keys.LLM.CONTEXT_LENGTH.format(arch=arch), 0)),
+        parameters=sum(t.n_elements for t in scan.tensors),
+        layers=int(scan.fields.get(f"{arch}.block_count", 0)),
+        vocab_size=int(scan.fields.get("tokenizer.ggml.tokens", 0)),
+        context_length=int(scan.fields.get(f"{arch}.context_length", 0)),
         file_bytes=source.path.stat().st_size,
-        layer_parameters=sum(int(t.n_elements) for t in reader.tensors if t.name.startswith("blk.0.")),
-        mlp_parameters=sum(int(t.n_elements) for t in reader.tensors if t.name.startswith("blk.0.ffn_")),
+        layer_parameters=sum(t.n_elements for t in scan.tensors if t.name.startswith("blk.0.")),
+        mlp_parameters=sum(t.n_elements for t in scan.tensors if t.name.startswith("blk.0.ffn_")),
     )
 
 

@@ -1,3 +1,4 @@
+import gguf
 import pytest
 import torch
 
@@ -66,3 +67,50 @@ def test_student_size_estimate_matches_a_derived_student(tiny_teacher):
     student = derive_student(load_model(tiny_teacher), StudentPlan([0, 3], mlp_ratio=0.5))
     assert info.student_parameters(2, 0.5) == parameter_count(student)
     assert sources.describe(sources.resolve(BUNDLED)).student_parameters(15) == pytest.approx(81.4e6, rel=0.01)
+
+
+def _small_gguf(path):
+    import numpy as np
+
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_block_count(1)
+    writer.add_token_list(["a", "b", "c"])
+    writer.add_tensor("token_embd.weight", np.ones((3, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_scan_reads_a_small_gguf(tmp_path):
+    info = sources.describe(sources.resolve(str(_small_gguf(tmp_path / "small.gguf"))))
+    assert (info.architecture, info.layers, info.vocab_size, info.parameters) == ("llama", 1, 3, 12)
+
+
+def test_a_gguf_claiming_huge_tensors_is_refused_before_llama_cpp(tmp_path):
+    import struct
+
+    path = _small_gguf(tmp_path / "huge.gguf")
+    data = bytearray(path.read_bytes())
+    name = b"token_embd.weight"
+    dims_at = data.index(name) + len(name) + 4  # after the name and its n_dims
+    data[dims_at:dims_at + 8] = struct.pack("<Q", 2**40)
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="past the end of the file"):
+        sources.describe(sources.resolve(str(path)))
+    from slm_studio.llama import open_llama
+
+    with pytest.raises(UserError, match="not a readable GGUF"):
+        open_llama(path)
+
+
+def test_a_gguf_header_claiming_billions_of_fields_is_refused(tmp_path):
+    import struct
+
+    path = _small_gguf(tmp_path / "many.gguf")
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack("<Q", 2**50)  # kv_count
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="more than the file can hold"):
+        sources.describe(sources.resolve(str(path)))
