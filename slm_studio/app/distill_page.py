@@ -165,6 +165,9 @@ class DistillPage(QWidget):
         self.speed_plot.add_point("tokens/s", step, metrics["tokens_per_s"])
 
     def _on_worker_finished(self, result: DistillResult) -> None:
+        if result.status == "cancelled":
+            self._on_worker_done()
+            return
         self.status.setText(f"Finished in {format_seconds(result.seconds)}. Held-out perplexity: teacher "
                             f"{result.teacher_ppl:.1f}, untrained student {result.untrained_ppl:.1f}, "
                             f"distilled student {result.student_ppl:.1f}")
