@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from slm_studio.errors import UserError
@@ -13,6 +16,20 @@ def quiet_llama() -> None:
     import llama_cpp._logger
 
     llama_cpp._logger.logger.setLevel(logging.ERROR)
+
+
+@contextmanager
+def native_stderr_silenced():
+    """llama.cpp's quantizer writes a warning per tensor straight to file descriptor 2; hide them meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def open_llama(path: Path, n_ctx: int = 512, logits_all: bool = False, **kwargs):

@@ -24,7 +24,11 @@ class TerminalProgress:
     def __call__(self, event: Event) -> None:
         if event.message:
             self._line(f"[{event.stage}] {event.message}")
-        if event.total and (event.metrics or event.stage == "generate"):
+        if "teacher_ppl" in event.metrics:
+            m = event.metrics
+            self._line(f"[eval] held-out perplexity before training: teacher {m['teacher_ppl']:.1f}, "
+                       f"untrained student {m['untrained_ppl']:.1f}")
+        elif event.total and (event.metrics or event.stage == "generate"):
             self._bar(event)
 
     def _line(self, text: str) -> None:

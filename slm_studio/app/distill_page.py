@@ -145,6 +145,10 @@ class DistillPage(QWidget):
             self.progress.setRange(0, event.total)
             self.progress.setFormat("%v / %m prompts answered")
             self.progress.setValue(event.step)
+        if event.stage == "eval" and "teacher_ppl" in event.metrics:
+            # the teacher's perplexity: a flat reference line the student's curve approaches
+            self.eval_plot.add_point("teacher", 0, event.metrics["teacher_ppl"])
+            self.eval_plot.add_point("teacher", event.total, event.metrics["teacher_ppl"])
         if event.stage == "train" and event.metrics:
             self.progress.setRange(0, event.total)
             self.progress.setFormat("%v / %m steps")
@@ -172,8 +176,6 @@ class DistillPage(QWidget):
                             f"{result.teacher_ppl:.1f}, untrained student {result.untrained_ppl:.1f}, "
                             f"distilled student {result.student_ppl:.1f}")
         self.log.appendPlainText(self.status.text())
-        self.eval_plot.add_point("teacher", 0, result.teacher_ppl)
-        self.eval_plot.add_point("teacher", result.steps_done, result.teacher_ppl)
         self.run_finished.emit(result)
 
     def _on_worker_failed(self, message: str, details: str) -> None:

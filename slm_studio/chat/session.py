@@ -46,6 +46,7 @@ class ReplyStats:
 class ChatSession:
     def __init__(self, model_path: Path, n_ctx: int = 2048, threads: int | None = None) -> None:
         self.path = Path(model_path)
+        self.n_ctx = n_ctx  # llama.cpp may round its context up; llama-cpp-python's buffers keep this size
         self.llm = open_llama(self.path, n_ctx=n_ctx, n_threads=threads)
         metadata = self.llm.metadata
         template = metadata.get("tokenizer.chat_template")
@@ -72,9 +73,9 @@ class ChatSession:
             messages = [{"role": "system", "content": settings.system_prompt}, *messages]
         formatted = self.formatter(messages=messages)
         prompt_tokens = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
-        if len(prompt_tokens) + settings.max_tokens > self.llm.n_ctx():
+        if len(prompt_tokens) + settings.max_tokens > self.n_ctx:
             raise UserError(f"the conversation ({len(prompt_tokens)} tokens) plus max_tokens "
-                            f"{settings.max_tokens} exceeds the context of {self.llm.n_ctx()} tokens; Clear it")
+                            f"{settings.max_tokens} exceeds the context of {self.n_ctx} tokens; Clear it")
         stop = [s for s in [*(formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if
                               formatted.stop else []), *settings.stop] if s]
         llama_cpp.llama_perf_context_reset(self.llm.ctx)

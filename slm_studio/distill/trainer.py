@@ -70,6 +70,7 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
     state = load_trainer_state(checkpoint, optimizer, scheduler) if checkpoint else TrainerState(0, 0)
     if checkpoint:
         _truncate_metrics(run_dir / "metrics.jsonl", state.step)
+    on_event(Event("eval", step=state.step, total=config.steps, metrics=dict(baseline)))
     on_event(Event("train", step=state.step, total=config.steps, message=_describe_start(
         config, teacher, student, layers, train, held, state.step)))
 

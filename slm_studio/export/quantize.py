@@ -10,7 +10,7 @@ from pathlib import Path
 
 from slm_studio.errors import UserError
 from slm_studio.fileio import atomic_path
-from slm_studio.llama import quiet_llama
+from slm_studio.llama import native_stderr_silenced, quiet_llama
 
 # our name -> llama.cpp's file type constant (llama_cpp.LLAMA_FTYPE_*)
 QUANT_TYPES = {
@@ -38,7 +38,8 @@ def quantize(source: Path, target: Path, quant: str, threads: int | None = None)
     params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
     params.nthread = threads or os.cpu_count() or 1
     with atomic_path(target) as tmp:
-        code = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
+        with native_stderr_silenced():
+            code = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
         if code != 0:
             raise UserError(f"llama.cpp could not quantize {source.name} to {quant} (code {code})")
     return target

@@ -42,7 +42,7 @@ def test_teacher_and_student_answer_side_by_side_from_two_threads(tiny_gguf):
     for t in threads:
         t.join(timeout=120)
     assert set(replies) == {"teacher", "student"} and replies["teacher"].strip()
-    assert "France" in replies["teacher"] or "Paris" in replies["teacher"]
+    assert "capital" in replies["teacher"] or "Paris" in replies["teacher"]
     assert teacher.last_stats.generated_tokens > 0 and student.last_stats.generated_tokens > 0
 
 
