@@ -47,6 +47,9 @@ class DistillConfig:
     alpha: float = _opt(0.5, "weight of the soft-target loss; 1 - alpha weighs the hard labels")
     loss: str = _opt("forward_kl", "soft loss: forward_kl, reverse_kl or jsd")
     jsd_beta: float = _opt(0.5, "mixture weight of the generalized JSD (0 -> forward KL, 1 -> reverse KL)")
+    teacher_topk: int = _opt(0, "cache the teacher's top-k log-probabilities once and reuse them (0 = run the "
+                                "teacher every step)")
+    precision: str = _opt("fp32", "fp32, or bf16 autocast for the model trunks (losses stay fp32)")
     # optimisation
     steps: int = _opt(100, "optimizer steps")
     lr: float = _opt(3e-4, "peak learning rate (AdamW)")
@@ -94,6 +97,10 @@ class DistillConfig:
             p["student_mlp_ratio"] = f"student_mlp_ratio must lie in (0, 1], got {self.student_mlp_ratio}"
         if self.student_layers < 1 and not self.student_layer_list:
             p["student_layers"] = f"student_layers must be >= 1, got {self.student_layers}"
+        if self.teacher_topk < 0:
+            p["teacher_topk"] = f"teacher_topk must be >= 0, got {self.teacher_topk}"
+        if self.precision not in ("fp32", "bf16"):
+            p["precision"] = f"precision must be fp32 or bf16, got {self.precision!r}"
         if self.device not in ("auto", "cpu", "cuda"):
             p["device"] = f"device must be auto, cpu or cuda, got {self.device!r}"
         if not self.data and not self.teacher_prompts:

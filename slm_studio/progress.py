@@ -28,7 +28,7 @@ class TerminalProgress:
             m = event.metrics
             self._line(f"[eval] held-out perplexity before training: teacher {m['teacher_ppl']:.1f}, "
                        f"untrained student {m['untrained_ppl']:.1f}")
-        elif event.total and (event.metrics or event.stage == "generate"):
+        elif event.total and (event.metrics or event.stage in ("generate", "cache")):
             self._bar(event)
 
     def _line(self, text: str) -> None:

@@ -141,9 +141,10 @@ class DistillPage(QWidget):
         if event.message:
             self.log.appendPlainText(f"[{event.stage}] {event.message}")
             self.status.setText(event.message)
-        if event.stage == "generate" and event.total:
+        if event.stage in ("generate", "cache") and event.total:
             self.progress.setRange(0, event.total)
-            self.progress.setFormat("%v / %m prompts answered")
+            self.progress.setFormat("%v / %m prompts answered" if event.stage == "generate" else
+                                    "%v / %m sequences: caching the teacher's outputs")
             self.progress.setValue(event.step)
         if event.stage == "eval" and "teacher_ppl" in event.metrics:
             # the teacher's perplexity: a flat reference line the student's curve approaches

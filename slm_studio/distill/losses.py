@@ -40,20 +40,36 @@ def generalized_jsd(log_t: torch.Tensor, log_s: torch.Tensor, beta: float) -> to
     return jsd / (beta * (1 - beta))
 
 
+def divergence(log_t: torch.Tensor, log_s: torch.Tensor, kind: str = "forward_kl", beta: float = 0.5) -> torch.Tensor:
+    """Per-token divergence between teacher and student log-probabilities (any number of buckets)."""
+    if kind == "forward_kl":
+        return forward_kl(log_t, log_s)
+    if kind == "reverse_kl":
+        return reverse_kl(log_t, log_s)
+    if kind == "jsd":
+        return generalized_jsd(log_t, log_s, beta)
+    raise ValueError(f"unknown soft loss {kind!r}; choose one of {SOFT_LOSSES}")
+
+
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor,
                      temperature: float = 2.0, kind: str = "forward_kl", beta: float = 0.5) -> torch.Tensor:
     """Divergence between teacher and student at temperature T, times T^2 (keeps gradient scale T-independent)."""
     log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    if kind == "forward_kl":
-        per_token = forward_kl(log_t, log_s)
-    elif kind == "reverse_kl":
-        per_token = reverse_kl(log_t, log_s)
-    elif kind == "jsd":
-        per_token = generalized_jsd(log_t, log_s, beta)
-    else:
-        raise ValueError(f"unknown soft loss {kind!r}; choose one of {SOFT_LOSSES}")
-    return masked_mean(per_token, mask) * temperature ** 2
+    return masked_mean(divergence(log_t, log_s, kind, beta), mask) * temperature ** 2
+
+
+def top_k_buckets(log_s: torch.Tensor, top_log_t: torch.Tensor, top_index: torch.Tensor):
+    """Teacher and student distributions coarsened to the teacher's top k tokens plus one bucket for the rest:
+    (log_t [..., k+1], log_s [..., k+1]). Divergences between them count the mass outside the top k."""
+    top_log_s = log_s.gather(-1, top_index)
+    return _with_rest(top_log_t.float()), _with_rest(top_log_s)
+
+
+def _with_rest(top: torch.Tensor) -> torch.Tensor:
+    inside = torch.logsumexp(top, dim=-1, keepdim=True).clamp(max=-1e-6)
+    rest = torch.log(-torch.expm1(inside))  # log(1 - mass inside), computed without cancellation
+    return torch.cat([top, rest], dim=-1)
 
 
 def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from slm_studio.config import DistillConfig
 from slm_studio.data.corpus import TokenizedData, batch_indices, load_records, split_holdout, tokenize
 from slm_studio.data.generate import generate_answers, load_prompts
 from slm_studio.distill.checkpoint import (TrainerState, latest_checkpoint, load_trainer_state,
                                            save_checkpoint)
-from slm_studio.distill.losses import distillation_loss, next_token_view
-from slm_studio.errors import UserError
+from slm_studio.distill.chunked import TeacherTopK, chunked_distillation_loss, teacher_top_k
+from slm_studio.errors import Cancelled, UserError
 from slm_studio.evaluate.perplexity import perplexity
 from slm_studio.events import CancelToken, Event, EventHandler, ignore_event
-from slm_studio.fileio import append_jsonl, atomic_dir, write_json, write_text
+from slm_studio.fileio import append_jsonl, atomic_dir, atomic_path, write_json, write_text
 from slm_studio.models import loading, sources
 from slm_studio.models.student import StudentPlan, check_compatible, derive_student, parameter_count, plan_layers
 
@@ -61,6 +62,7 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
         student, layers = _load_student(config, teacher, tokenizer, checkpoint, device, on_event)
         train, held = _load_data(config, run_dir, records, prompts, teacher, tokenizer, on_event, cancel)
         baseline = _baseline(config, run_dir, teacher, student, held, on_event)
+        topk = _teacher_cache(config, run_dir, teacher, train, device, on_event, cancel)
     except BaseException:
         if not resume:  # a fresh run that failed before training leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -81,7 +83,7 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
             save_checkpoint(run_dir, student, optimizer, scheduler, state)
             on_event(Event("train", step=state.step, total=config.steps, message="cancelled; checkpoint kept"))
             return _result(run_dir, "cancelled", state.step, baseline, None, teacher, student, started)
-        metrics = _train_step(config, teacher, student, optimizer, scheduler, train, state, device)
+        metrics = _train_step(config, teacher, student, optimizer, scheduler, train, state, device, topk)
         elapsed = time.perf_counter() - loop_start
         done = state.step - start_step
         metrics["tokens_per_s"] = done * config.batch_size * config.grad_accum * config.seq_len / elapsed
@@ -102,21 +104,25 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
 
 
 def _train_step(config, teacher, student, optimizer, scheduler, train: TokenizedData, state: TrainerState,
-                device) -> dict[str, float]:
+                device, topk: TeacherTopK | None) -> dict[str, float]:
     sums = {"loss": 0.0, "kl": 0.0, "ce": 0.0}
     for _ in range(config.grad_accum):
         index = batch_indices(len(train), state.position, config.batch_size, config.seed)
         state.position += config.batch_size
         ids, attention = train.input_ids[index].to(device), train.attention_mask[index].to(device)
-        targets = train.target_mask[index].to(device)
-        with torch.no_grad():
-            teacher_logits = teacher(input_ids=ids, attention_mask=attention).logits
-        student_logits = student(input_ids=ids, attention_mask=attention).logits
-        s_logits, labels, mask = next_token_view(student_logits, ids, targets)
-        t_logits = teacher_logits[:, :-1]
-        losses = distillation_loss(s_logits[mask.bool()], t_logits[mask.bool()], labels[mask.bool()],
-                                   torch.ones_like(labels[mask.bool()]), config.alpha, config.temperature,
-                                   config.loss, config.jsd_beta)
+        real = train.target_mask[index, 1:].bool().to(device)  # position t predicts token t+1
+        with _autocast(config, device):
+            hidden = student.model(input_ids=ids, attention_mask=attention).last_hidden_state[:, :-1][real]
+            if topk is None:
+                with torch.no_grad():
+                    t_hidden = teacher.model(input_ids=ids, attention_mask=attention).last_hidden_state
+                target = (t_hidden[:, :-1][real].float(), teacher.get_output_embeddings().weight)
+            else:
+                target = TeacherTopK(topk.log_probs[index][:, :-1][real].to(device).float(),
+                                     topk.index[index][:, :-1][real].to(device).long())
+        losses = chunked_distillation_loss(hidden.float(), student.get_output_embeddings().weight,
+                                           ids[:, 1:][real], target, config.alpha, config.temperature,
+                                           config.loss, config.jsd_beta)
         (losses["loss"] / config.grad_accum).backward()
         for key in sums:
             sums[key] += float(losses[key].detach()) / config.grad_accum
@@ -128,6 +134,40 @@ def _train_step(config, teacher, student, optimizer, scheduler, train: Tokenized
     optimizer.zero_grad(set_to_none=True)
     state.step += 1
     return {**sums, "lr": lr, "grad_norm": float(grad_norm)}
+
+
+def _autocast(config, device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+
+
+def _teacher_cache(config, run_dir: Path, teacher, train: TokenizedData, device, on_event, cancel):
+    """Top-k teacher log-probabilities for every training position, computed once and kept in the run."""
+    if not config.teacher_topk:
+        return None
+    path = run_dir / "teacher_topk.safetensors"
+    n, length, k = len(train), config.seq_len, config.teacher_topk
+    if path.exists():
+        saved = load_file(path)
+        if saved["log_probs"].shape == (n, length, k):
+            return TeacherTopK(saved["log_probs"], saved["index"])
+    log_probs = torch.zeros((n, length, k), dtype=torch.float16)
+    index = torch.zeros((n, length, k), dtype=torch.int32)
+    head = teacher.get_output_embeddings().weight
+    for start in range(0, n, config.batch_size):
+        if cancel.cancelled:
+            raise Cancelled("cancelled while caching the teacher's outputs")
+        rows = slice(start, start + config.batch_size)
+        with torch.no_grad(), _autocast(config, device):
+            hidden = teacher.model(input_ids=train.input_ids[rows].to(device),
+                                   attention_mask=train.attention_mask[rows].to(device)).last_hidden_state
+        top = teacher_top_k(hidden.float().flatten(0, 1), head, config.temperature, k)
+        log_probs[rows] = top.log_probs.view(-1, length, k).half().cpu()
+        index[rows] = top.index.view(-1, length, k).int().cpu()
+        on_event(Event("cache", step=min(start + config.batch_size, n), total=n,
+                       message="" if start else f"caching the teacher's top-{k} outputs once"))
+    with atomic_path(path) as tmp:
+        save_file({"log_probs": log_probs, "index": index}, tmp)
+    return TeacherTopK(log_probs, index)
 
 
 def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path | None:

@@ -100,3 +100,24 @@ def test_gradient_accumulation_and_jsd_run(tmp_path, tiny_config):
     tiny_config.grad_accum, tiny_config.loss, tiny_config.steps = 2, "jsd", 2
     result = distill(tiny_config, tmp_path / "run")
     assert result.status == "finished" and all(math.isfinite(r["loss"]) for r in _metrics(tmp_path / "run"))
+
+
+def test_cached_teacher_top_k_is_computed_once_and_reused_on_resume(tmp_path, tiny_config):
+    tiny_config.teacher_topk, tiny_config.steps = 16, 4
+    cancel = CancelToken()
+    first = distill(tiny_config, tmp_path / "run", cancel=cancel,
+                    on_event=lambda e: e.stage == "train" and e.step == 2 and cancel.cancel())
+    cache = tmp_path / "run" / "teacher_topk.safetensors"
+    assert first.status == "cancelled" and cache.exists()
+    written = cache.stat().st_mtime_ns
+    stages = []
+    result = distill(tiny_config, tmp_path / "run", resume=True, on_event=lambda e: stages.append(e.stage))
+    assert result.status == "finished" and "cache" not in stages and cache.stat().st_mtime_ns == written
+    saved = load_file(cache)
+    assert saved["log_probs"].shape[-1] == 16 and saved["index"].dtype == torch.int32
+
+
+def test_bf16_autocast_trains(tmp_path, tiny_config):
+    tiny_config.precision, tiny_config.steps = "bf16", 3
+    result = distill(tiny_config, tmp_path / "run")
+    assert result.status == "finished" and all(math.isfinite(r["loss"]) for r in _metrics(tmp_path / "run"))
