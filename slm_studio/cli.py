@@ -31,6 +31,8 @@ DISTILL_FLAGS = {
     "batch_size": ("--batch-size", int, "sequences per micro-batch"),
     "seq_len": ("--seq-len", int, "tokens per sequence"),
     "teacher_prompts": ("--teacher-prompts", str, "prompts for teacher-written answers: 'default' or a file"),
+    "teacher_topk": ("--teacher-topk", int, "cache the teacher's top-k log-probabilities (0 = live teacher)"),
+    "precision": ("--precision", str, "auto (bf16 where the hardware has it), bf16 or fp32"),
     "seed": ("--seed", int, "random seed"),
     "device": ("--device", str, "auto, cpu or cuda"),
 }

@@ -49,7 +49,8 @@ class DistillConfig:
     jsd_beta: float = _opt(0.5, "mixture weight of the generalized JSD (0 -> forward KL, 1 -> reverse KL)")
     teacher_topk: int = _opt(0, "cache the teacher's top-k log-probabilities once and reuse them (0 = run the "
                                 "teacher every step)")
-    precision: str = _opt("fp32", "fp32, or bf16 autocast for the model trunks (losses stay fp32)")
+    precision: str = _opt("auto", "bf16 autocast for the models (losses stay fp32), fp32, or auto: bf16 where the "
+                                  "hardware computes it natively")
     # optimisation
     steps: int = _opt(100, "optimizer steps")
     lr: float = _opt(3e-4, "peak learning rate (AdamW)")
@@ -99,8 +100,8 @@ class DistillConfig:
             p["student_layers"] = f"student_layers must be >= 1, got {self.student_layers}"
         if self.teacher_topk < 0:
             p["teacher_topk"] = f"teacher_topk must be >= 0, got {self.teacher_topk}"
-        if self.precision not in ("fp32", "bf16"):
-            p["precision"] = f"precision must be fp32 or bf16, got {self.precision!r}"
+        if self.precision not in ("auto", "fp32", "bf16"):
+            p["precision"] = f"precision must be auto, fp32 or bf16, got {self.precision!r}"
         if self.device not in ("auto", "cpu", "cuda"):
             p["device"] = f"device must be auto, cpu or cuda, got {self.device!r}"
         if not self.data and not self.teacher_prompts:
