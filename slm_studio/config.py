@@ -160,7 +160,7 @@ def help_text(name: str) -> str:
 
 
 PRESETS: dict[str, dict] = {
-    # The README's main job: about 7 minutes on 2 CPU cores, first teacher load and teacher answers included.
+    # The headless main job: about 4.5 minutes on 2 CPU cores, teacher load and teacher answers included.
     "quick": dict(steps=100, batch_size=4, seq_len=128, lr=3e-4, warmup_steps=10, eval_every=50, eval_batches=8,
                   checkpoint_every=50, teacher_prompts="default"),
     # A stronger run: six times the tokens, within about 40 minutes on 2 cores.
