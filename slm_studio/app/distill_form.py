@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
@@ -69,10 +68,10 @@ class DistillForm(QWidget):
 
         self.data = QListWidget()
         self.data.setMaximumHeight(64)
+        self.data.setSelectionMode(QListWidget.ExtendedSelection)
         add_data, remove_data = QPushButton("Add file..."), QPushButton("Remove")
         add_data.clicked.connect(self._on_add_data_clicked)
-        remove_data.clicked.connect(lambda: [self.data.takeItem(self.data.row(i)) for i in self.data.selectedItems()]
-                                    and self.changed.emit())
+        remove_data.clicked.connect(self._on_remove_data_clicked)
         self.teacher_prompts = QComboBox()
         self.teacher_prompts.setEditable(True)
         self.teacher_prompts.addItems(PROMPT_CHOICES.values())
@@ -255,6 +254,11 @@ class DistillForm(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Pick a local student model folder")
         if folder:
             self.student_model.setText(folder)
+
+    def _on_remove_data_clicked(self) -> None:
+        for item in self.data.selectedItems():
+            self.data.takeItem(self.data.row(item))
+        self._refresh()
 
     def _on_add_data_clicked(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Add corpora", "", "Text corpora (*.txt *.jsonl)")

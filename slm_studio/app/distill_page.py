@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QScrollArea,
                                QSplitter, QVBoxLayout, QWidget)
 
+from slm_studio.app.distill_form import DistillForm
 from slm_studio.app.plots import MetricPlot
 from slm_studio.app.worker import start_worker
 from slm_studio.config import DistillConfig, runs_root
@@ -26,8 +27,6 @@ class DistillPage(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        from slm_studio.app.distill_form import DistillForm
-
         self.form = DistillForm()
         self.form.changed.connect(self._on_form_changed)
         self.thread = None

@@ -91,3 +91,12 @@ def test_a_bad_teacher_file_ends_in_an_error_dialog(qtbot, window, tmp_path, tin
                     timeout=60_000)
     assert "not a readable GGUF" in window.error_dialog.text()
     assert not page.running
+
+
+def test_removing_every_corpus_without_prompts_blocks_start(window):
+    form = window.distill_page.form
+    form.teacher_prompts.setCurrentText("None")
+    form.data.selectAll()
+    [b for b in form.findChildren(type(window.distill_page.start_button)) if b.text() == "Remove"][0].click()
+    assert form.data.count() == 0 and "data" in form.problems()
+    assert not window.distill_page.start_button.isEnabled()
