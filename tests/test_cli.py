@@ -114,3 +114,10 @@ def test_bad_gguf_input_is_one_line_and_exit_code_2(capsys, tmp_path, argv, mess
     assert code == 2 and err.startswith("slm-studio: error: ") and err.count("\n") == 1
     assert message is None or message in err
     assert not (tmp_path / "o.gguf").exists()
+
+
+def test_no_command_without_a_display_explains_instead_of_crashing(capsys, monkeypatch):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = _run(capsys)
+    assert code == 2 and "no display" in err
