@@ -21,6 +21,12 @@ def runs_root() -> Path:
     return Path(os.environ.get("SLM_STUDIO_RUNS", "runs"))
 
 
+def run_dirs(marker: str = "run.toml") -> list[Path]:
+    """Run directories under runs_root() that hold `marker` (a file or folder path), newest name first."""
+    root = runs_root()
+    return sorted((p for p in root.iterdir() if (p / marker).exists()), reverse=True) if root.is_dir() else []
+
+
 def _opt(default, help: str, **kw):
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)

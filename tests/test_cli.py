@@ -1,6 +1,7 @@
 """The CLI: flags over configs, run.toml round trips, and bad input answered with one line and exit code 2."""
 
 import json
+import re
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, flags, message)
     code, _, err = _run(capsys, "distill", "--out", str(tmp_path / "run"), *flags)
     assert code == 2
     assert err.startswith("slm-studio: error: ") and err.count("\n") == 1
-    assert __import__("re").search(message, err)
+    assert re.search(message, err)
     assert not (tmp_path / "run").exists()
 
 

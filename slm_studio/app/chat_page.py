@@ -11,14 +11,13 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 
 from slm_studio.app.worker import start_worker
 from slm_studio.chat.session import ChatSession, ChatSettings, ReplyStats, resolve_chat_model
-from slm_studio.config import runs_root
+from slm_studio.config import run_dirs
 from slm_studio.events import Event
 from slm_studio.models.sources import bundled_teachers
 
 
 def chat_model_choices() -> list[str]:
-    root = runs_root()
-    exported = sorted(root.glob("*/gguf/*.gguf"), reverse=True) if root.is_dir() else []
+    exported = [g for run in run_dirs("gguf") for g in sorted((run / "gguf").glob("*.gguf"), reverse=True)]
     return [s.name for s in bundled_teachers()] + [str(p) for p in exported]
 
 

@@ -9,17 +9,11 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGroupBox, QHB
                                QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from slm_studio.app.worker import start_worker
-from slm_studio.config import runs_root
+from slm_studio.config import run_dirs, runs_root
 from slm_studio.events import Event
 from slm_studio.export.gguf import ExportResult, export_gguf
 from slm_studio.export.quantize import QUANT_TYPES
 from slm_studio.models.sources import human_bytes
-
-
-def finished_runs() -> list[Path]:
-    root = runs_root()
-    return sorted((p for p in root.iterdir() if (p / "student" / "config.json").exists()), reverse=True) \
-        if root.is_dir() else []
 
 
 class ExportPage(QWidget):
@@ -75,7 +69,7 @@ class ExportPage(QWidget):
     def refresh(self) -> None:
         current = self.run.currentText()
         self.run.clear()
-        self.run.addItems([str(p) for p in finished_runs()])
+        self.run.addItems([str(p) for p in run_dirs("student/config.json")])
         if current:
             self.run.setCurrentText(current)
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QPushButton, QTab
                                QVBoxLayout, QWidget)
 
 from slm_studio.app.plots import MetricPlot
-from slm_studio.config import DistillConfig, runs_root
+from slm_studio.config import DistillConfig, run_dirs
 from slm_studio.distill.checkpoint import latest_checkpoint
 from slm_studio.errors import UserError
 
@@ -71,9 +71,7 @@ class RunsPage(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        root = runs_root()
-        self.runs = sorted((p for p in root.iterdir() if (p / "run.toml").exists()), reverse=True) \
-            if root.is_dir() else []
+        self.runs = run_dirs()
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             summary = run_summary(run)

@@ -10,6 +10,7 @@ import slm_studio  # noqa: F401  (sets the offline switches before transformers 
 from slm_studio.errors import UserError
 from slm_studio.events import Event, EventHandler, ignore_event
 from slm_studio.fileio import atomic_dir
+from slm_studio.models.gguf_scan import scan_gguf
 from slm_studio.models.sources import ModelSource, describe
 
 
@@ -55,19 +56,12 @@ def _dequantize_gguf(path: Path, out: Path) -> None:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.gguf_tokenizer_pre = _gguf_string(path, "tokenizer.ggml.pre")  # kept for our own GGUF export
+    config.gguf_tokenizer_pre = scan_gguf(path).fields.get("tokenizer.ggml.pre")  # kept for our own GGUF export
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-
-
-def _gguf_string(path: Path, key: str) -> str | None:
-    import gguf
-
-    field = gguf.GGUFReader(path).get_field(key)
-    return None if field is None else field.contents()
 
 
 def quiet_transformers() -> None:

@@ -9,6 +9,7 @@ from slm_studio.errors import UserError
 from slm_studio.export.gguf import export_gguf
 from slm_studio.export.gguf_writer import unpermute_for_gguf
 from slm_studio.export.quantize import quantize
+from slm_studio.models import sources
 from tests.conftest import BUNDLED
 
 
@@ -43,7 +44,7 @@ def test_real_teacher_round_trip_agrees_and_sizes_are_ordered(teacher_folder, tm
     sizes = result.sizes()
     assert sizes["F16"] > sizes["Q8_0"] > sizes["Q4_K_M"]
     ours = gguf.GGUFReader(result.float_path)
-    original = gguf.GGUFReader(__import__("slm_studio.models.sources", fromlist=["x"]).resolve(BUNDLED).path)
+    original = gguf.GGUFReader(sources.resolve(BUNDLED).path)
     for key in ("tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
                 "tokenizer.chat_template", "llama.rope.freq_base", "llama.attention.head_count_kv"):
         assert ours.get_field(key).contents() == original.get_field(key).contents(), key
