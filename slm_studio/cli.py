@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float, default=0.7)
     chat.add_argument("--max-tokens", type=int, default=256)
     chat.add_argument("--seed", type=int, default=0)
+
+    explain = commands.add_parser("explain", help="show the teacher's soft labels at T = 1, 2, 4 beside the "
+                                  "hard label and a student's distribution")
+    explain.add_argument("model", nargs="?", help="a run directory or a student HF folder (none: the teacher alone)")
+    explain.add_argument("--prompt", required=True, help="the text whose next token is explained")
+    explain.add_argument("--teacher", help="teacher (default: the run's, else the bundled one)")
+    explain.add_argument("--continuation", default="", help="the text that really follows: its first token is the "
+                         "hard label (default: the teacher's own top-1)")
+    explain.add_argument("--top", type=int, default=10, help="how many of the teacher's top tokens to show")
+    explain.add_argument("--raw", action="store_true", help="feed the prompt as it is, not as a chat user turn")
     return parser
 
 
@@ -92,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             return _quantize(args)
         if args.command == "chat":
             return _chat(args)
+        if args.command == "explain":
+            return _explain(args)
     except UserError as exc:
         print(f"slm-studio: error: {exc}", file=sys.stderr)
         return 2
@@ -210,6 +222,17 @@ def _chat(args) -> int:
             print(f"\n[{session.last_stats.line()}]")
     for session in sessions:
         session.close()
+    return 0
+
+
+def _explain(args) -> int:
+    from slm_studio.evaluate.explain_text import format_explanation
+    from slm_studio.evaluate.soft_labels import explain
+    from slm_studio.progress import TerminalProgress
+
+    result = explain(args.prompt, args.model, args.teacher, args.continuation, args.top,
+                     chat=False if args.raw else None, on_event=TerminalProgress())
+    print(format_explanation(result))
     return 0
 
 
