@@ -58,6 +58,7 @@ class ChatSession:
         self.formatter = Jinja2ChatFormatter(template, eos_token=vocab("tokenizer.ggml.eos_token_id"),
                                              bos_token=vocab("tokenizer.ggml.bos_token_id"))
         self.last_stats = ReplyStats()
+        self.last_prompt_tokens: list[int] = []  # what the last reply answered (for scoring it)
 
     @property
     def name(self) -> str:
@@ -78,6 +79,7 @@ class ChatSession:
                             f"{settings.max_tokens} exceeds the context of {self.n_ctx} tokens; Clear it")
         stop = [s for s in [*(formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if
                               formatted.stop else []), *settings.stop] if s]
+        self.last_prompt_tokens = list(prompt_tokens)
         llama_cpp.llama_perf_context_reset(self.llm.ctx)
         start = time.perf_counter()
         first = None
