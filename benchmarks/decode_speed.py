@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slm_studio.evaluate.speed import decode_tokens_per_s
 from slm_studio.export.gguf import export_gguf
-from slm_studio.llama import open_llama
 from slm_studio.models import loading, sources
 from slm_studio.models.student import StudentPlan, derive_student, evenly_spaced
 
 QUANTS = ["Q8_0", "Q4_K_M"]
-PROMPT = "Knowledge distillation is a way to train a small model from a large one. It works because"
 
 
 def copy_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
@@ -36,23 +35,6 @@ def copy_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
         np.copyto(dst, src)
         best = min(best, time.perf_counter() - start)
     return 2 * src.nbytes / best
-
-
-def decode_tokens_per_s(path: Path, n_tokens: int, threads: int) -> tuple[float, float]:
-    """(prompt tokens/s over a 128-token prompt, generation tokens/s over n_tokens greedy tokens)."""
-    llm = open_llama(path, n_ctx=512, n_threads=threads)
-    prompt = llm.tokenize((PROMPT * 8).encode())[:128]
-    start = time.perf_counter()
-    llm.eval(prompt)
-    prompt_tps = len(prompt) / (time.perf_counter() - start)
-    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    start = time.perf_counter()
-    for _ in range(n_tokens):
-        llm.eval([token])  # greedy, EOS ignored: every model decodes the same number of tokens
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    generation_tps = n_tokens / (time.perf_counter() - start)
-    llm.close()
-    return prompt_tps, generation_tps
 
 
 def exported(folder: Path, out: Path) -> dict[str, Path]:

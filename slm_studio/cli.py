@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "hard label (default: the teacher's own top-1)")
     explain.add_argument("--top", type=int, default=10, help="how many of the teacher's top tokens to show")
     explain.add_argument("--raw", action="store_true", help="feed the prompt as it is, not as a chat user turn")
+
+    evaluate = commands.add_parser("eval", help="measure a finished run: perplexity, agreement, KL, sizes, speed, "
+                                   "and the compression-quality trade-off (RUN_DIR/report.md)")
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument("--quants", nargs="*", default=["Q8_0", "Q5_K_M", "Q4_K_M"], metavar="TYPE",
+                          help=f"quant levels besides F16 (default: Q8_0 Q5_K_M Q4_K_M): {quants}")
+    evaluate.add_argument("--threads", type=int, help="llama.cpp threads (default: all CPUs)")
     return parser
 
 
@@ -104,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return _chat(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "eval":
+            return _eval(args)
     except UserError as exc:
         print(f"slm-studio: error: {exc}", file=sys.stderr)
         return 2
@@ -189,6 +198,22 @@ def _export(args) -> int:
           f"(largest logit difference {p.max_logit_diff:.3f}); tokenizer {'matches' if p.tokenizer_match else 'differs'}")
     for name, size in result.sizes().items():
         print(f"  {name:<7} {human_bytes(size):>9}  {result.files[name]}")
+    return 0
+
+
+def _eval(args) -> int:
+    from slm_studio.app.pareto_png import save_pareto_png
+    from slm_studio.evaluate import report
+    from slm_studio.evaluate.run import evaluate_run
+    from slm_studio.progress import TerminalProgress, format_seconds
+
+    result = evaluate_run(args.run_dir, args.quants, args.threads, plot_writer=save_pareto_png,
+                          on_event=TerminalProgress())
+    print(report.text_table(["measure", "value"], [list(row) for row in report.quality_rows(result)]))
+    print()
+    print(report.text_table(report.quant_header(result), report.quant_rows(result)))
+    print(f"\nreport: {args.run_dir / 'report.md'}  (plot: pareto.png, numbers: eval.json; "
+          f"{format_seconds(result.seconds)})")
     return 0
 
 

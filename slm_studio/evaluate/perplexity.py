@@ -1,13 +1,18 @@
-"""Held-out perplexity: exp of the mean next-token cross-entropy over the target tokens."""
+"""Held-out perplexity: exp of the mean next-token cross-entropy over the target tokens, from a torch model
+or from a GGUF file in llama.cpp (the same tokens, so the two numbers compare)."""
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from slm_studio.data.corpus import TokenizedData
 from slm_studio.distill.losses import hard_label_loss, next_token_view
+from slm_studio.llama import open_llama
 
 
 @torch.inference_mode()
@@ -27,3 +32,31 @@ def perplexity(model, data: TokenizedData, batch_size: int, max_batches: int | N
         total_tokens += tokens
     model.train(was_training)
     return math.exp(min(total_ce / max(total_tokens, 1), 700.0))
+
+
+def gguf_perplexity(path: Path, data: TokenizedData, threads: int | None = None) -> float:
+    """llama.cpp's logits for every held-out sequence (one evaluation each, from an empty cache)."""
+    seq_len = data.input_ids.shape[1]
+    llm = open_llama(path, n_ctx=seq_len, logits_all=True, n_batch=seq_len, n_threads=threads or os.cpu_count() or 1)
+    total_ce, total_tokens = 0.0, 0
+    try:
+        for row in range(len(data)):
+            n = int(data.attention_mask[row].sum())
+            ids = data.input_ids[row, :n].tolist()
+            llm.reset()
+            llm.eval(ids)
+            ce, tokens = _sequence_ce(np.asarray(llm.scores[:n - 1], dtype=np.float32), np.asarray(ids[1:]),
+                                      data.target_mask[row, 1:n].numpy().astype(bool))
+            total_ce += ce
+            total_tokens += tokens
+    finally:
+        llm.close()
+    return math.exp(min(total_ce / max(total_tokens, 1), 700.0))
+
+
+def _sequence_ce(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """(summed cross-entropy, token count) over the masked positions of one sequence."""
+    logits, labels = logits[mask].astype(np.float64), labels[mask]
+    top = logits.max(-1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(-1))
+    return float((log_z - logits[np.arange(len(labels)), labels]).sum()), int(mask.sum())
