@@ -35,6 +35,13 @@ DISTILL_FLAGS = {
     "precision": ("--precision", str, "auto (bf16 where the hardware has it), bf16 or fp32"),
     "seed": ("--seed", int, "random seed"),
     "device": ("--device", str, "auto, cpu or cuda"),
+    "prune": ("--prune", str, "prune the student first: none, unstructured (zeros; same file size) or structured "
+                              "(removes heads, MLP channels, layers: smaller and faster)"),
+    "sparsity": ("--sparsity", float, "share to prune, in [0, 1)"),
+    "prune_score": ("--prune-score", str, "pruning importance: activation (calibrated) or magnitude"),
+    "prune_scope": ("--prune-scope", str, "unstructured: layer (same share per matrix) or global"),
+    "prune_layers": ("--prune-layers", int, "structured: also remove this many whole layers"),
+    "calibration_batches": ("--calibration-batches", int, "training batches that measure pruning importance"),
 }
 
 
@@ -184,7 +191,18 @@ def _distill(args) -> int:
     print(f"  teacher            {result.teacher_ppl:10.2f}")
     print(f"  untrained student  {result.untrained_ppl:10.2f}")
     print(f"  distilled student  {result.student_ppl:10.2f}")
+    _print_pruning(run_dir)
     return 0
+
+
+def _print_pruning(run_dir: Path) -> None:
+    from slm_studio.prune import SIZE_NOTE, describe_pruning, read_summary
+
+    summary = read_summary(run_dir)
+    if summary:
+        print(f"pruning: {describe_pruning(summary)}")
+        if summary["method"] == "unstructured":
+            print(f"note: {SIZE_NOTE}")
 
 
 def _export(args) -> int:

@@ -13,6 +13,9 @@ import tomli_w
 from slm_studio.errors import UserError
 
 LOSSES = ("forward_kl", "reverse_kl", "jsd")
+PRUNE_METHODS = ("none", "unstructured", "structured")
+PRUNE_SCORES = ("magnitude", "activation")
+PRUNE_SCOPES = ("layer", "global")
 DEFAULT_TEACHER = "SmolLM2-135M-Instruct"
 
 
@@ -41,6 +44,18 @@ class DistillConfig:
     student_layer_list: list = _opt([], "explicit teacher layer indices to keep (overrides student_layers)")
     student_mlp_ratio: float = _opt(1.0, "fraction of MLP channels to keep (1.0 = teacher width)")
     student_model: str = _opt("", "a local HF causal LM folder to use as student instead of deriving one")
+    # pruning (of the student, before distillation)
+    prune: str = _opt("none", "prune the student before distilling: none, unstructured (zero single weights; the "
+                              "model keeps its size) or structured (remove heads, MLP channels, layers: smaller)")
+    sparsity: float = _opt(0.5, "share to prune: of the decoder layers' weights (unstructured), or of the KV head "
+                                "groups and MLP channels of every layer (structured)")
+    prune_score: str = _opt("activation", "importance: magnitude (|weight|) or activation (|weight| x input "
+                                          "activation norm on calibration batches)")
+    prune_scope: str = _opt("layer", "unstructured: the same share in every weight matrix (layer) or one ranking "
+                                     "over all of them (global)")
+    prune_layers: int = _opt(0, "structured: also remove this many whole layers (those that change the hidden "
+                                "state least)")
+    calibration_batches: int = _opt(4, "training batches run through the student to measure importance")
     # data
     data: list = _opt(["python-docs"], "corpora: 'python-docs' (bundled) or .txt/.jsonl paths")
     teacher_prompts: str = _opt("", "prompts the teacher answers for training data: '', 'default' or a file")
@@ -104,6 +119,7 @@ class DistillConfig:
             p["student_mlp_ratio"] = f"student_mlp_ratio must lie in (0, 1], got {self.student_mlp_ratio}"
         if self.student_layers < 1 and not self.student_layer_list:
             p["student_layers"] = f"student_layers must be >= 1, got {self.student_layers}"
+        p.update(self._pruning_problems())
         if self.teacher_topk < 0:
             p["teacher_topk"] = f"teacher_topk must be >= 0, got {self.teacher_topk}"
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -112,6 +128,25 @@ class DistillConfig:
             p["device"] = f"device must be auto, cpu or cuda, got {self.device!r}"
         if not self.data and not self.teacher_prompts:
             p["data"] = "no training data: give a corpus or teacher prompts"
+        return p
+
+    def _pruning_problems(self) -> dict[str, str]:
+        p: dict[str, str] = {}
+        choices = {"prune": PRUNE_METHODS, "prune_score": PRUNE_SCORES, "prune_scope": PRUNE_SCOPES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                p[name] = f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+        if not 0 <= self.sparsity < 1:
+            p["sparsity"] = f"sparsity must lie in [0, 1), got {self.sparsity}"
+        if self.calibration_batches < 1:
+            p["calibration_batches"] = f"calibration_batches must be >= 1, got {self.calibration_batches}"
+        layers = len(self.student_layer_list) or self.student_layers
+        if self.prune_layers < 0:
+            p["prune_layers"] = f"prune_layers must be >= 0, got {self.prune_layers}"
+        elif self.prune_layers and self.prune != "structured":
+            p["prune_layers"] = "prune_layers removes whole layers, which needs prune = structured"
+        elif self.prune_layers and not self.student_model and self.prune_layers >= layers:
+            p["prune_layers"] = f"prune_layers {self.prune_layers} would remove all {layers} student layers"
         return p
 
     def validate(self) -> "DistillConfig":

@@ -7,6 +7,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QListWidget, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from slm_studio.app.pruning_group import PruningGroup
 from slm_studio.config import LOSSES, PRESETS, DistillConfig, help_text, preset
 from slm_studio.errors import UserError
 from slm_studio.models.sources import bundled_teachers, describe, human_bytes, human_count, resolve
@@ -93,6 +94,8 @@ class DistillForm(QWidget):
                        "alpha": self.alpha, "loss": self.loss, "jsd_beta": self.jsd_beta, "steps": self.steps,
                        "lr": self.lr, "batch_size": self.batch_size, "seq_len": self.seq_len,
                        "grad_accum": self.grad_accum}
+        self.pruning = PruningGroup()
+        self.fields.update(self.pruning.fields)
         for name, widget in self.fields.items():
             widget.setToolTip(help_text(name))
 
@@ -126,7 +129,7 @@ class DistillForm(QWidget):
         self.problem_label = QLabel()
         self.problem_label.setStyleSheet("color: #d93025;")
         self.problem_label.setWordWrap(True)
-        for group in (models, data, losses, training):
+        for group in (models, data, losses, training, self.pruning):
             layout.addWidget(group)
         layout.addWidget(self.problem_label)
         layout.addStretch(1)
@@ -139,6 +142,7 @@ class DistillForm(QWidget):
         self.teacher.currentTextChanged.connect(self._on_teacher_changed)
         self.teacher_prompts.currentTextChanged.connect(self._on_field_changed)
         self.student_model.textChanged.connect(self._on_field_changed)
+        self.pruning.changed.connect(self._on_field_changed)
 
     # ---- config <-> widgets
     def config(self) -> DistillConfig:
@@ -151,7 +155,7 @@ class DistillForm(QWidget):
             temperature=self.temperature.value(), alpha=self.alpha.value(), loss=LOSSES[self.loss.currentIndex()],
             jsd_beta=self.jsd_beta.value(), steps=self.steps.value(), lr=self.lr.value(),
             batch_size=self.batch_size.value(), seq_len=self.seq_len.value(), grad_accum=self.grad_accum.value(),
-            **{k: v for k, v in self._hidden.items()})
+            **self.pruning.values(), **{k: v for k, v in self._hidden.items()})
 
     def set_config(self, config: DistillConfig) -> None:
         self._hidden = {k: v for k, v in config.to_dict().items() if k not in self.fields}  # kept as loaded
@@ -174,6 +178,7 @@ class DistillForm(QWidget):
         self.batch_size.setValue(config.batch_size)
         self.seq_len.setValue(config.seq_len)
         self.grad_accum.setValue(config.grad_accum)
+        self.pruning.set_config(config)
         self.blockSignals(False)
         self._on_teacher_changed(config.teacher)
 

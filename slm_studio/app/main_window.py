@@ -19,12 +19,14 @@ import slm_studio
 from slm_studio.app.chat_page import ChatPage
 from slm_studio.app.dialogs import show_error
 from slm_studio.app.distill_page import DistillPage
+from slm_studio.app.evaluate_page import EvaluatePage
+from slm_studio.app.explain_page import ExplainPage
 from slm_studio.app.export_page import ExportPage
 from slm_studio.app.runs_page import RunsPage
 from slm_studio.config import DistillConfig
 from slm_studio.errors import UserError
 
-PAGES = ("Distill", "Export", "Chat", "Runs")
+PAGES = ("Distill", "Export", "Chat", "Runs", "Explain", "Evaluate")
 
 
 class MainWindow(QMainWindow):
@@ -34,12 +36,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("SLM Studio")
         self.distill_page, self.export_page = DistillPage(), ExportPage()
         self.chat_page, self.runs_page = ChatPage(), RunsPage()
+        self.explain_page = ExplainPage()
+        self.evaluate_page = EvaluatePage()
         self.sidebar = QListWidget()
         self.sidebar.addItems(PAGES)
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setFixedWidth(120)
         self.stack = QStackedWidget()
-        for page in (self.distill_page, self.export_page, self.chat_page, self.runs_page):
+        for page in (self.distill_page, self.export_page, self.chat_page, self.runs_page, self.explain_page,
+                     self.evaluate_page):
             self.stack.addWidget(page)
         self.sidebar.currentRowChanged.connect(self._on_sidebar_row_changed)
         central = QWidget()
@@ -84,7 +89,7 @@ class MainWindow(QMainWindow):
         return action
 
     def _connect_pages(self) -> None:
-        for page in (self.distill_page, self.export_page, self.chat_page):
+        for page in (self.distill_page, self.export_page, self.chat_page, self.explain_page, self.evaluate_page):
             page.failed.connect(self.show_error)
         self.distill_page.run_finished.connect(self._on_distill_page_run_finished)
         self.export_page.exported.connect(lambda _: self.chat_page.refresh_models())
@@ -128,6 +133,10 @@ class MainWindow(QMainWindow):
             self.runs_page.refresh()
         elif PAGES[row] == "Export":
             self.export_page.refresh()
+        elif PAGES[row] == "Explain":
+            self.explain_page.refresh()
+        elif PAGES[row] == "Evaluate":
+            self.evaluate_page.refresh()
 
     def _on_distill_page_run_finished(self, result) -> None:
         self.statusBar().showMessage(f"Distillation finished: {result.run_dir}", 10_000)
@@ -179,6 +188,8 @@ class MainWindow(QMainWindow):
         self.distill_page.cancel()
         self.chat_page.stop()
         self.distill_page.wait()
-        for thread in (self.export_page.thread, *(p.thread for p in self.chat_page.panes)):
+        self.evaluate_page.cancel()
+        for thread in (self.export_page.thread, self.explain_page.thread, self.evaluate_page.thread,
+                       *(p.thread for p in self.chat_page.panes)):
             if thread is not None:
                 thread.wait(60_000)

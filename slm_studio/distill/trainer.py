@@ -27,6 +27,7 @@ from slm_studio.events import CancelToken, Event, EventHandler, ignore_event
 from slm_studio.fileio import append_jsonl, atomic_dir, atomic_path, write_json, write_text
 from slm_studio.models import loading, sources
 from slm_studio.models.student import StudentPlan, check_compatible, derive_student, parameter_count, plan_layers
+from slm_studio.prune import hold_masks, prepare_pruning
 
 
 @dataclass
@@ -61,6 +62,7 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
         teacher, tokenizer = _load_teacher(teacher_source, device, on_event)
         student, layers = _load_student(config, teacher, tokenizer, checkpoint, device, on_event)
         train, held = _load_data(config, run_dir, records, prompts, teacher, tokenizer, on_event, cancel)
+        student, masks = prepare_pruning(config, student, train, run_dir, checkpoint, on_event)
         baseline = _baseline(config, run_dir, teacher, student, held, on_event)
         topk = _teacher_cache(config, run_dir, teacher, train, device, on_event, cancel)
         teacher_parameters = parameter_count(teacher)
@@ -72,6 +74,7 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
         raise
 
     optimizer, scheduler = _optimizer(config, student)
+    hold_masks(optimizer, student, masks)  # pruned weights stay exactly zero after every optimizer step
     state = load_trainer_state(checkpoint, optimizer, scheduler) if checkpoint else TrainerState(0, 0)
     if checkpoint:
         _truncate_metrics(run_dir / "metrics.jsonl", state.step)

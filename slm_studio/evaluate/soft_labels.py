@@ -114,7 +114,6 @@ def load_pair(specs: ModelSpecs, on_event: EventHandler = ignore_event):
     """((teacher, tokenizer), (student, tokenizer) or None), checked to share a vocabulary."""
     from slm_studio.models.loading import hf_folder
     from slm_studio.models.sources import resolve
-    from slm_studio.models.student import check_compatible
 
     on_event(Event("load", message=f"loading teacher {specs.teacher}"))
     folder = hf_folder(resolve(specs.teacher), on_event)
@@ -123,8 +122,21 @@ def load_pair(specs: ModelSpecs, on_event: EventHandler = ignore_event):
         return teacher, None
     on_event(Event("load", message=f"loading student {specs.student_folder}"))
     student = _cached_model(str(specs.student_folder), _weights_stamp(specs.student_folder))
-    check_compatible(teacher[0], teacher[1], student[0], student[1])
+    _check_once(teacher, student)
     return teacher, student
+
+
+_COMPATIBLE: set[tuple[int, int]] = set()
+
+
+def _check_once(teacher, student) -> None:
+    """The vocabulary check compares two 49k-entry dicts (a GIL-holding pause): once per pair of loaded models."""
+    from slm_studio.models.student import check_compatible
+
+    key = (id(teacher), id(student))
+    if key not in _COMPATIBLE:
+        check_compatible(teacher[0], teacher[1], student[0], student[1])
+        _COMPATIBLE.add(key)
 
 
 def build_context(tokenizer, prompt: str, chat: bool | None = None) -> tuple[str, bool]:

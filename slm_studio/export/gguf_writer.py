@@ -88,6 +88,8 @@ def _add_model_metadata(writer, config, folder: Path, float_type: str) -> None:
     writer.add_head_count(config.num_attention_heads)
     writer.add_head_count_kv(config.num_key_value_heads)
     writer.add_rope_dimension_count(head_dim)
+    writer.add_key_length(head_dim)  # llama.cpp assumes hidden / heads without these; head pruning breaks that
+    writer.add_value_length(head_dim)
     writer.add_rope_freq_base(float(config.rope_parameters["rope_theta"] if getattr(config, "rope_parameters", None)
                                     else config.rope_theta))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
