@@ -31,7 +31,12 @@ def perplexity(model, data: TokenizedData, batch_size: int, max_batches: int | N
         total_ce += float(hard_label_loss(logits, labels, mask)) * tokens
         total_tokens += tokens
     model.train(was_training)
-    return math.exp(min(total_ce / max(total_tokens, 1), 700.0))
+    return perplexity_from(total_ce, total_tokens)
+
+
+def perplexity_from(total_ce: float, tokens: int) -> float:
+    """exp(mean cross-entropy), capped so an untrained model's astronomic value stays a finite float."""
+    return math.exp(min(total_ce / max(tokens, 1), 700.0))
 
 
 def gguf_perplexity(path: Path, data: TokenizedData, threads: int | None = None) -> float:
@@ -51,7 +56,7 @@ def gguf_perplexity(path: Path, data: TokenizedData, threads: int | None = None)
             total_tokens += tokens
     finally:
         llm.close()
-    return math.exp(min(total_ce / max(total_tokens, 1), 700.0))
+    return perplexity_from(total_ce, total_tokens)
 
 
 def _sequence_ce(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple[float, int]:

@@ -26,9 +26,11 @@ def quality_rows(r: EvalResult) -> list[tuple[str, str]]:
     return rows
 
 
+QUANT_COLUMNS = ["model", "type", "size MB", "perplexity (llama.cpp)", "prompt tok/s", "gen tok/s", "Pareto"]
+
+
 def quant_header(r: EvalResult) -> list[str]:
-    columns = ["model", "type", "size MB", "perplexity (llama.cpp)", "prompt tok/s", "gen tok/s", "Pareto"]
-    return columns[:2] + ["sparsity"] + columns[2:] if r.pruning else columns
+    return QUANT_COLUMNS[:2] + ["sparsity"] + QUANT_COLUMNS[2:] if r.pruning else QUANT_COLUMNS
 
 
 def quant_rows(r: EvalResult) -> list[list[str]]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from slm_studio.errors import Cancelled, UserError
 from slm_studio.evaluate import gguf_files, heldout
-from slm_studio.evaluate.agreement import agreement
+from slm_studio.evaluate.agreement import agreement, target_hidden_states
 from slm_studio.evaluate.pareto import pareto_front
-from slm_studio.evaluate.perplexity import gguf_perplexity, perplexity
+from slm_studio.evaluate.perplexity import gguf_perplexity
 from slm_studio.evaluate.report import markdown
 from slm_studio.evaluate.result import EvalResult, QuantPoint
 from slm_studio.evaluate.speed import decode_tokens_per_s
@@ -41,7 +41,7 @@ def evaluate_run(run_dir: Path, quants: list[str] = DEFAULT_QUANTS, threads: int
     quants = _check_quants(quants)
     config = heldout.check_run_dir(run_dir)
     threads = threads or os.cpu_count() or 1
-    progress = _Progress(on_event, cancel, total=6 + 2 * (1 + len(quants)))
+    progress = _Progress(on_event, cancel, total=5 + 2 * (1 + len(quants)))
     progress("loading the teacher, the distilled student and the held-out text")
     teacher_folder = heldout.teacher_folder(config)
     teacher, student = loading.load_model(teacher_folder).eval(), loading.load_model(run_dir / "student").eval()
@@ -74,19 +74,17 @@ def write_report(result: EvalResult, run_dir: Path, plot_writer: PlotWriter | No
 
 def _torch_measures(config, run_dir: Path, teacher, student, held, progress) -> EvalResult:
     batch = config.batch_size
-    progress("held-out perplexity of the teacher and the distilled student (torch)")
-    teacher_ppl, student_ppl = perplexity(teacher, held, batch), perplexity(student, held, batch)
-    progress("top-1 agreement and KL of the distilled student with the teacher")
-    distilled = agreement(teacher, student, held, batch)
+    progress("held-out perplexity, top-1 agreement and KL of the teacher and the distilled student (torch)")
+    teacher_hidden = target_hidden_states(teacher, held, batch)  # reused for the untrained student
+    distilled = agreement(teacher, student, held, batch, teacher_hidden)
     progress("the untrained student")
     untrained, source = heldout.untrained_student(config, run_dir, teacher)
-    untrained_ppl = perplexity(untrained, held, batch) if untrained is not None else heldout.baseline_untrained_ppl(
-        run_dir)
-    before = agreement(teacher, untrained, held, batch) if untrained is not None else None
+    before = agreement(teacher, untrained, held, batch, teacher_hidden) if untrained is not None else None
     return EvalResult(
         run_dir=str(run_dir), held_out_sequences=len(held), held_out_tokens=held.target_tokens,
-        teacher_ppl=teacher_ppl, untrained_ppl=untrained_ppl, untrained_source=source, student_ppl=student_ppl,
-        top1_agreement=distilled.top1, mean_kl=distilled.mean_kl,
+        teacher_ppl=distilled.teacher_ppl, student_ppl=distilled.student_ppl,
+        untrained_ppl=before.student_ppl if before else heldout.baseline_untrained_ppl(run_dir),
+        untrained_source=source, top1_agreement=distilled.top1, mean_kl=distilled.mean_kl,
         untrained_top1_agreement=before.top1 if before else None, untrained_mean_kl=before.mean_kl if before else None,
         teacher_parameters=parameter_count(teacher), student_parameters=parameter_count(student),
         student_safetensors_bytes=sum(f.stat().st_size for f in (run_dir / "student").glob("*.safetensors")),
