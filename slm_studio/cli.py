@@ -26,6 +26,8 @@ DISTILL_FLAGS = {
     "temperature": ("--temperature", float, "distillation temperature T"),
     "alpha": ("--alpha", float, "soft-target weight; 1 - alpha weighs the hard labels"),
     "loss": ("--loss", str, "soft loss: " + ", ".join(LOSSES)),
+    "attention_weight": ("--attention-weight", float, "weight of attention transfer between mapped layers"),
+    "hidden_weight": ("--hidden-weight", float, "weight of the hidden-state (cosine) loss between mapped layers"),
     "steps": ("--steps", int, "optimizer steps"),
     "lr": ("--lr", float, "peak learning rate"),
     "batch_size": ("--batch-size", int, "sequences per micro-batch"),
@@ -167,11 +169,15 @@ def distill_config(args) -> DistillConfig:
 
 
 def _distill(args) -> int:
+    from slm_studio.distill import distributed
     from slm_studio.distill.trainer import distill
     from slm_studio.events import CancelToken
     from slm_studio.progress import TerminalProgress, format_seconds
 
     config = distill_config(args)
+    world = distributed.this_process()
+    if world.size > 1 and not (args.resume or args.out):
+        raise UserError("under torchrun all processes share one run directory: give --out (or --resume)")
     run_dir = args.resume or args.out or runs_root() / datetime.now().strftime("%Y%m%d-%H%M%S")
     cancel = CancelToken()
     previous = signal.signal(signal.SIGINT, lambda *_: (cancel.cancel(), print(
@@ -181,6 +187,9 @@ def _distill(args) -> int:
                          cancel=cancel)
     finally:
         signal.signal(signal.SIGINT, previous)
+        distributed.leave()
+    if not world.is_main:  # rank 0 reports
+        return 130 if result.status == "cancelled" else 0
     if result.status == "cancelled":
         print(f"cancelled at step {result.steps_done}; continue with: slm-studio distill --resume {run_dir}")
         return 130

@@ -18,13 +18,16 @@ from safetensors.torch import load_file, save_file
 from slm_studio.config import DistillConfig
 from slm_studio.data.corpus import TokenizedData, batch_indices, load_records, split_holdout, tokenize
 from slm_studio.data.generate import generate_answers, load_prompts
+from slm_studio.distill import distributed
 from slm_studio.distill.checkpoint import (TrainerState, latest_checkpoint, load_trainer_state,
                                            save_checkpoint)
 from slm_studio.distill.chunked import TeacherTopK, chunked_distillation_loss, teacher_top_k
+from slm_studio.distill.transfer import (check_transferable, layer_pairs, run_with_internals, transfer_losses,
+                                        use_eager_attention)
 from slm_studio.errors import Cancelled, UserError
 from slm_studio.evaluate.perplexity import perplexity
 from slm_studio.events import CancelToken, Event, EventHandler, ignore_event
-from slm_studio.fileio import append_jsonl, atomic_dir, atomic_path, write_json, write_text
+from slm_studio.fileio import append_jsonl, atomic_dir, atomic_path, read_jsonl, write_json, write_text
 from slm_studio.models import loading, sources
 from slm_studio.models.student import StudentPlan, check_compatible, derive_student, parameter_count, plan_layers
 from slm_studio.prune import hold_masks, prepare_pruning
@@ -54,29 +57,44 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
     teacher_source = sources.resolve(config.teacher)
     records = [r for spec in config.data for r in load_records(spec)]
     prompts = load_prompts(config.teacher_prompts) if config.teacher_prompts else []
-    checkpoint = _prepare_run_dir(config, run_dir, resume)
+    checkpoint = _check_run_dir(run_dir, resume)
+    world, device = distributed.join(device)  # under torchrun: wait for the others (all passed the checks above)
+    if not world.is_main:
+        on_event = ignore_event  # rank 0 reports
+    elif world.size > 1:
+        on_event(Event("load", message=world.describe()))
+    if world.is_main and not resume:
+        _create_run_dir(config, run_dir)
     try:
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         teacher, tokenizer = _load_teacher(teacher_source, device, on_event)
         student, layers = _load_student(config, teacher, tokenizer, checkpoint, device, on_event)
-        train, held = _load_data(config, run_dir, records, prompts, teacher, tokenizer, on_event, cancel)
-        student, masks = prepare_pruning(config, student, train, run_dir, checkpoint, on_event)
-        baseline = _baseline(config, run_dir, teacher, student, held, on_event)
-        topk = _teacher_cache(config, run_dir, teacher, train, device, on_event, cancel)
+        check_transferable(student, teacher, config.hidden_weight)
+        if config.attention_weight > 0:
+            use_eager_attention(teacher)
+            use_eager_attention(student)
+        # rank 0 writes the teacher's answers, the baseline and the top-k cache; the others wait, then read them
+        train, held = world.main_first(
+            lambda: _load_data(config, run_dir, records, prompts, teacher, tokenizer, on_event, cancel))
+        student, masks = world.main_first(
+            lambda: prepare_pruning(config, student, train, run_dir, checkpoint, on_event))
+        baseline = world.main_first(lambda: _baseline(config, run_dir, teacher, student, held, on_event))
+        topk = world.main_first(lambda: _teacher_cache(config, run_dir, teacher, train, device, on_event, cancel))
         teacher_parameters = parameter_count(teacher)
         if topk is not None:
             teacher = None  # training reads the cache; the teacher's weights need not stay in memory
     except BaseException:
-        if not resume:  # a fresh run that failed before training leaves nothing behind
+        if not resume and world.is_main:  # a fresh run that failed before training leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
+    world.same_weights(student)
     optimizer, scheduler = _optimizer(config, student)
     hold_masks(optimizer, student, masks)  # pruned weights stay exactly zero after every optimizer step
     state = load_trainer_state(checkpoint, optimizer, scheduler) if checkpoint else TrainerState(0, 0)
-    if checkpoint:
+    if checkpoint and world.is_main:
         _truncate_metrics(run_dir / "metrics.jsonl", state.step)
     on_event(Event("eval", step=state.step, total=config.steps, metrics=dict(baseline)))
     on_event(Event("train", step=state.step, total=config.steps, message=_describe_start(
@@ -85,44 +103,60 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
     loop_start, start_step = time.perf_counter(), state.step
     student.train()
     while state.step < config.steps:
-        if cancel.cancelled:
-            save_checkpoint(run_dir, student, optimizer, scheduler, state)
+        if world.any(cancel.cancelled):  # all processes stop at the same step
+            if world.is_main:
+                save_checkpoint(run_dir, student, optimizer, scheduler, state)
             on_event(Event("train", step=state.step, total=config.steps, message="cancelled; checkpoint kept"))
             return _result(run_dir, "cancelled", state.step, baseline, None, teacher_parameters, student, started)
-        metrics = _train_step(config, teacher, student, optimizer, scheduler, train, state, device, topk)
+        metrics = world.average(_train_step(config, teacher, student, optimizer, scheduler, train, state, device,
+                                            topk, world))
         elapsed = time.perf_counter() - loop_start
         done = state.step - start_step
-        metrics["tokens_per_s"] = done * config.batch_size * config.grad_accum * config.seq_len / elapsed
+        tokens = done * config.batch_size * config.grad_accum * config.seq_len * world.size
+        metrics["tokens_per_s"] = tokens / elapsed
         metrics["eta_s"] = elapsed / done * (config.steps - state.step)
         if state.step % config.eval_every == 0 or state.step == config.steps:
             metrics["eval_ppl"] = perplexity(student, held, config.batch_size, config.eval_batches)
-        append_jsonl(run_dir / "metrics.jsonl", {"step": state.step, **metrics})
+        if world.is_main:
+            append_jsonl(run_dir / "metrics.jsonl", {"step": state.step, **metrics})
         on_event(Event("train", step=state.step, total=config.steps, metrics=metrics))
-        if state.step % config.checkpoint_every == 0 and state.step < config.steps:
+        if state.step % config.checkpoint_every == 0 and state.step < config.steps and world.is_main:
             save_checkpoint(run_dir, student, optimizer, scheduler, state)
 
-    save_checkpoint(run_dir, student, optimizer, scheduler, state)
-    _save_student(run_dir / "student", student, tokenizer)
+    world.report(state.step, student)
+    if world.is_main:
+        save_checkpoint(run_dir, student, optimizer, scheduler, state)
+        _save_student(run_dir / "student", student, tokenizer)
     student_ppl = perplexity(student, held, config.batch_size, config.eval_batches)
     result = _result(run_dir, "finished", state.step, baseline, student_ppl, teacher_parameters, student, started)
-    write_json(run_dir / "summary.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()})
+    if world.is_main:
+        write_json(run_dir / "summary.json", {k: str(v) if isinstance(v, Path) else v
+                                              for k, v in vars(result).items()})
+    world.barrier()  # the run directory is complete when any process returns
     return result
 
 
 def _train_step(config, teacher, student, optimizer, scheduler, train: TokenizedData, state: TrainerState,
-                device, topk: TeacherTopK | None) -> dict[str, float]:
+                device, topk: TeacherTopK | None, world=distributed.SINGLE) -> dict[str, float]:
     sums = {"loss": 0.0, "kl": 0.0, "ce": 0.0}
+    sums.update({key: 0.0 for key in _transfer_keys(config)})
     for _ in range(config.grad_accum):
-        index = batch_indices(len(train), state.position, config.batch_size, config.seed)
-        state.position += config.batch_size
+        # each process takes its slice of one global batch drawn from the shared seeded stream
+        index = world.shard(batch_indices(len(train), state.position, config.batch_size * world.size, config.seed))
+        state.position += config.batch_size * world.size
         ids, attention = train.input_ids[index].to(device), train.attention_mask[index].to(device)
         real = train.target_mask[index, 1:].bool().to(device)  # position t predicts token t+1
         with _autocast(config, device):
-            hidden = student.model(input_ids=ids, attention_mask=attention).last_hidden_state[:, :-1][real]
+            if _transfer_keys(config):
+                s_last, t_last, extra = _forward_with_transfer(config, teacher, student, ids, attention)
+            else:
+                s_last, extra = student.model(input_ids=ids, attention_mask=attention).last_hidden_state, {}
+                if topk is None:
+                    with torch.no_grad():
+                        t_last = teacher.model(input_ids=ids, attention_mask=attention).last_hidden_state
+            hidden = s_last[:, :-1][real]
             if topk is None:
-                with torch.no_grad():
-                    t_hidden = teacher.model(input_ids=ids, attention_mask=attention).last_hidden_state
-                target = (t_hidden[:, :-1][real].float(), teacher.get_output_embeddings().weight)
+                target = (t_last[:, :-1][real].float(), teacher.get_output_embeddings().weight)
             else:
                 target = TeacherTopK(topk.log_probs[index][:, :-1][real].to(device).float(),
                                      topk.index[index][:, :-1][real].to(device).long())
@@ -130,9 +164,12 @@ def _train_step(config, teacher, student, optimizer, scheduler, train: Tokenized
             losses = chunked_distillation_loss(hidden, student.get_output_embeddings().weight,
                                                ids[:, 1:][real], target, config.alpha, config.temperature,
                                                config.loss, config.jsd_beta)
+        losses.update(extra)
+        losses["loss"] = losses["loss"] + sum(_transfer_keys(config)[key] * extra[key] for key in extra)
         (losses["loss"] / config.grad_accum).backward()
         for key in sums:
             sums[key] += float(losses[key].detach()) / config.grad_accum
+    world.average_gradients(student.parameters())
     grad_norm = torch.nn.utils.clip_grad_norm_(
         student.parameters(), config.max_grad_norm if config.max_grad_norm > 0 else float("inf"))
     lr = scheduler.get_last_lr()[0]
@@ -141,6 +178,24 @@ def _train_step(config, teacher, student, optimizer, scheduler, train: Tokenized
     optimizer.zero_grad(set_to_none=True)
     state.step += 1
     return {**sums, "lr": lr, "grad_norm": float(grad_norm)}
+
+
+def _transfer_keys(config) -> dict[str, float]:
+    """Metric key -> weight of each intermediate-layer loss in use."""
+    weights = {"attn": config.attention_weight, "hidden": config.hidden_weight}
+    return {key: weight for key, weight in weights.items() if weight > 0}
+
+
+def _forward_with_transfer(config, teacher, student, ids, attention):
+    """Student and teacher passes that also return the attention maps / layer outputs the extra losses compare."""
+    pairs = layer_pairs(student, teacher)
+    keys = _transfer_keys(config)
+    kwargs = {"hidden": "hidden" in keys, "attention": "attn" in keys}
+    s_internals = run_with_internals(student, ids, attention, [s for s, _ in pairs], **kwargs)
+    with torch.no_grad():
+        t_internals = run_with_internals(teacher, ids, attention, [t for _, t in pairs], **kwargs)
+    extra = transfer_losses(t_internals, s_internals, pairs, attention.bool())
+    return s_internals.last_hidden, t_internals.last_hidden, extra
 
 
 def _autocast(config, device):
@@ -187,7 +242,8 @@ def _teacher_cache(config, run_dir: Path, teacher, train: TokenizedData, device,
     return TeacherTopK(log_probs, index)
 
 
-def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path | None:
+def _check_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from; refuses an occupied directory for a fresh run. Reads only."""
     if resume:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
@@ -195,9 +251,12 @@ def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path
         return checkpoint
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} already holds files; choose another --out or --resume {run_dir}")
+    return None
+
+
+def _create_run_dir(config: DistillConfig, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "run.toml")
-    return None
 
 
 def _pick_device(config: DistillConfig) -> torch.device:
@@ -273,8 +332,8 @@ def lr_factor(config: DistillConfig, step: int) -> float:
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics logged after the checkpoint we resume from, so every step appears once."""
     if path.exists():
-        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        write_text(path, "".join(line + "\n" for line in lines))
+        kept = [row for row in read_jsonl(path) if row["step"] <= step]
+        write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 def _save_student(folder: Path, student, tokenizer) -> None:
