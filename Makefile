@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run distill test test-fast setup clean
+.PHONY: run distill test test-fast test-bundle bundle setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+test-bundle: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --bundle tests/test_packaging.py
+
+bundle: $(STAMP)
+	$(VENV)/bin/pyinstaller packaging/slm-studio.spec --noconfirm --distpath build/bundle/dist \
+		--workpath build/bundle/work
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -68,6 +68,10 @@ class DistillConfig:
     alpha: float = _opt(0.5, "weight of the soft-target loss; 1 - alpha weighs the hard labels")
     loss: str = _opt("forward_kl", "soft loss: forward_kl, reverse_kl or jsd")
     jsd_beta: float = _opt(0.5, "mixture weight of the generalized JSD (0 -> forward KL, 1 -> reverse KL)")
+    attention_weight: float = _opt(0.0, "weight of attention transfer: KL between the head-averaged attention maps "
+                                        "of each student layer and its teacher layer (0 = off)")
+    hidden_weight: float = _opt(0.0, "weight of the hidden-state loss: 1 - cosine between the outputs of each "
+                                     "student layer and its teacher layer (0 = off)")
     teacher_topk: int = _opt(0, "cache the teacher's top-k log-probabilities once and reuse them (0 = run the "
                                 "teacher every step)")
     precision: str = _opt("auto", "bf16 autocast for the models (losses stay fp32), fp32, or auto: bf16 where the "
@@ -119,6 +123,12 @@ class DistillConfig:
             p["student_mlp_ratio"] = f"student_mlp_ratio must lie in (0, 1], got {self.student_mlp_ratio}"
         if self.student_layers < 1 and not self.student_layer_list:
             p["student_layers"] = f"student_layers must be >= 1, got {self.student_layers}"
+        for name in ("attention_weight", "hidden_weight"):
+            if getattr(self, name) < 0:
+                p[name] = f"{name} must be >= 0, got {getattr(self, name)}"
+            elif getattr(self, name) > 0 and self.teacher_topk:
+                p[name] = (f"{name} needs the live teacher's internals, but teacher_topk={self.teacher_topk} "
+                           f"replaces the teacher by its cached outputs; set teacher_topk to 0")
         p.update(self._pruning_problems())
         if self.teacher_topk < 0:
             p["teacher_topk"] = f"teacher_topk must be >= 0, got {self.teacher_topk}"
@@ -186,10 +196,16 @@ class DistillConfig:
         return cls.from_dict(data, source=str(path))
 
 
+LIST_ITEM_TYPES = {"student_layer_list": int, "data": str}
+
+
 def _coerce(name: str, value, expected: type, source: str):
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is list and isinstance(value, list):
+        item = LIST_ITEM_TYPES.get(name)
+        if item and not all(type(v) is item for v in value):
+            raise UserError(f"{source}: {name} must be a list of {item.__name__}, got {value!r}")
         return value
     if type(value) is not expected:
         raise UserError(f"{source}: {name} must be {expected.__name__}, got {type(value).__name__} {value!r}")

@@ -11,13 +11,33 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from slm_studio.errors import UserError
+from slm_studio.errors import Cancelled, UserError
 
 
-def _explain_os_error(exc: OSError, target: Path) -> UserError:
-    if exc.errno == errno.ENOSPC:
+ALMOST_FULL = 1 << 20  # bytes free below which a failed write is put down to a full disk
+
+
+def _disk_full(exc: BaseException, target: Path) -> bool:
+    """ENOSPC, or a native writer's own error that says so (safetensors: "os error 28") or that failed on a device
+    with no room left (torch.save: "file write failed")."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    if "No space left on device" in str(exc) or f"os error {errno.ENOSPC})" in str(exc):
+        return True
+    try:
+        return shutil.disk_usage(target.parent).free < ALMOST_FULL
+    except OSError:
+        return False
+
+
+def _explain_write_error(exc: Exception, target: Path) -> Exception:
+    if isinstance(exc, (UserError, Cancelled)):  # already a clear answer
+        return exc
+    if _disk_full(exc, target):
         return UserError(f"disk full while writing {target}; the previous files are kept")
-    return UserError(f"could not write {target}: {exc.strerror or exc}")
+    if isinstance(exc, OSError):
+        return UserError(f"could not write {target}: {exc.strerror or exc}")
+    return exc
 
 
 @contextmanager
@@ -31,8 +51,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except OSError as exc:
-        raise _explain_os_error(exc, target) from exc
+    except Exception as exc:
+        explained = _explain_write_error(exc, target)
+        if explained is exc:
+            raise
+        raise explained from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -51,8 +74,11 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        raise _explain_os_error(exc, target) from exc
+    except Exception as exc:
+        explained = _explain_write_error(exc, target)
+        if explained is exc:
+            raise
+        raise explained from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -70,3 +96,14 @@ def append_jsonl(target: Path, record: dict) -> None:
     """One JSON object a line; appends are small enough that a crash loses at most the last line."""
     with open(target, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(target: Path) -> list[dict]:
+    """The records of a JSONL file; a line cut short by a crash in the middle of an append is skipped."""
+    records = []
+    for line in Path(target).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -11,6 +11,19 @@ import pytest
 BUNDLED = "SmolLM2-135M-Instruct"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--bundle", action="store_true", help="also build and run the app bundle (several minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--bundle"):
+        return
+    skip = pytest.mark.skip(reason="builds the PyInstaller bundle (several minutes): run with --bundle")
+    for item in items:
+        if "bundle" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     os.environ["SLM_STUDIO_CACHE"] = str(tmp_path_factory.mktemp("slm-cache"))

@@ -119,14 +119,12 @@ class DistillPage(QWidget):
             self.thread.wait(ms)
 
     def _replay_metrics(self, run_dir: Path) -> None:
-        import json
+        from slm_studio.fileio import read_jsonl
 
         path = run_dir / "metrics.jsonl"
         if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self._plot(row["step"], row)
+            for row in read_jsonl(path):
+                self._plot(row["step"], row)
 
     # ---- slots
     def _on_start_clicked(self) -> None:

@@ -14,6 +14,7 @@ from slm_studio.app.plots import MetricPlot
 from slm_studio.config import DistillConfig, run_dirs
 from slm_studio.distill.checkpoint import latest_checkpoint
 from slm_studio.errors import UserError
+from slm_studio.fileio import read_jsonl
 
 COLUMNS = ["Run", "Status", "Teacher", "Layers", "Steps", "T", "Alpha", "Teacher ppl", "Student ppl"]
 
@@ -35,7 +36,7 @@ def run_summary(run_dir: Path) -> dict:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    return read_jsonl(path) if path.exists() else []  # a line cut short by a crash is skipped
 
 
 class RunsPage(QWidget):

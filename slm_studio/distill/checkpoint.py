@@ -35,6 +35,8 @@ def save_checkpoint(run_dir: Path, student, optimizer, scheduler, state: Trainer
         (tmp / "state.json").write_text(json.dumps({"step": state.step, "position": state.position}))
     for old in list_checkpoints(run_dir)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
+    for unfinished in checkpoint_dir(run_dir).glob(".step-*"):  # temp folders of a writer that was killed
+        shutil.rmtree(unfinished, ignore_errors=True)
     return target
 
 
