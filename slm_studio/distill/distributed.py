@@ -21,6 +21,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from slm_studio.errors import UserError
+
 # How long a process waits for the others at a collective before it gives up with an error. Rank 0 may make the
 # others wait while it writes the teacher's answers or its top-k cache, so this is generous; a process that dies
 # is noticed sooner: torchrun then stops the rest.
@@ -127,7 +129,11 @@ def join(device: torch.device) -> tuple[World, torch.device]:
     if not launched_by_torchrun():
         return SINGLE, device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"process {local_rank} on this machine has no GPU of its own "
+                            f"({torch.cuda.device_count()} found); lower --nproc_per_node")
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():

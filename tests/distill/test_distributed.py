@@ -42,11 +42,11 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def small_config(tmp: Path, teacher: str, **changes) -> DistillConfig:
-    from pydoc_data.topics import topics
+def small_config(tmp: Path, teacher: str, topics: int = 10, **changes) -> DistillConfig:
+    from pydoc_data.topics import topics as docs
 
     corpus = tmp / "corpus.txt"
-    corpus.write_text("\n\n".join(text for _, text in sorted(topics.items())[:10]))
+    corpus.write_text("\n\n".join(text for _, text in sorted(docs.items())[:topics]))  # 10 topics: 39k characters
     prompts = tmp / "prompts.txt"
     prompts.write_text("What is a list?\nName a prime.\nWhy sort?\n")
     # seq_len 48 leaves room for the teacher's answers after the chat template's system prompt
@@ -128,7 +128,7 @@ def test_a_refused_setting_stops_every_process_without_a_hang(tmp_path, tiny_tea
 
 @pytest.mark.slow
 def test_two_processes_distill_the_real_teacher_from_a_shared_top_k_cache(tmp_path, teacher_folder):
-    small_config(tmp_path, str(teacher_folder), steps=2, batch_size=1, teacher_topk=8, teacher_prompts="")
+    small_config(tmp_path, str(teacher_folder), topics=2, steps=2, batch_size=1, teacher_topk=8, teacher_prompts="")
     result = torchrun("distill", "--config", str(tmp_path / "config.toml"), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stdout[-3000:]
     ranks = rank_lines(result.stdout)
