@@ -2,6 +2,8 @@
 
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +37,15 @@ def test_distill_export_quantize_chat_without_network(no_network, tmp_path, tiny
     session.close()
     assert no_network == []
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+
+
+@pytest.mark.parametrize("front_end", ["slm_studio.cli", "slm_studio.app"])
+def test_front_ends_switch_the_hub_off_even_when_the_shell_switched_it_on(front_end):
+    """The CLI and the app import slm_studio first, which forces the offline switches before any hub library."""
+    code = (f"import {front_end}, huggingface_hub.constants as c, transformers.utils.hub as h, os; "
+            "from transformers.integrations.hub_kernels import _kernels_enabled as k; "
+            "print(c.HF_HUB_OFFLINE, h.is_offline_mode(), os.environ['TRANSFORMERS_OFFLINE'], k())")
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "USE_HUB_KERNELS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "1", "False"]

@@ -52,8 +52,9 @@ def test_installed_app_starts_offscreen_and_reports_its_version():
 
 @pytest.mark.slow
 @pytest.mark.bundle
-def test_pyinstaller_bundle_builds_and_runs(tmp_path):
-    """Builds packaging/slm-studio.spec from scratch (several minutes on 2 cores), then runs the bundle."""
+def test_pyinstaller_bundle_builds_and_runs(tmp_path, tiny_teacher):
+    """Builds packaging/slm-studio.spec from scratch (several minutes on 2 cores), then runs the bundle: version,
+    the app offscreen, the bundled teacher, and a tiny distill -> export -> chat."""
     started = time.perf_counter()
     build = subprocess.run([sys.executable, "-m", "PyInstaller", str(REPO / "packaging" / "slm-studio.spec"),
                             "--noconfirm", "--distpath", str(tmp_path / "dist"), "--workpath", str(tmp_path / "work")],
@@ -68,3 +69,11 @@ def test_pyinstaller_bundle_builds_and_runs(tmp_path):
     assert STARTED in app.stdout
     models = subprocess.run([str(exe), "models"], capture_output=True, text=True, timeout=120)
     assert models.returncode == 0 and "SmolLM2-135M-Instruct" in models.stdout, models.stderr[-3000:]
+    run = tmp_path / "run"
+    for argv in (["distill", "--teacher", tiny_teacher, "--student-layers", "2", "--steps", "2", "--batch-size", "2",
+                  "--seq-len", "32", "--out", run],
+                 ["export", run, "--quant", "Q8_0"],
+                 ["chat", run, "--prompt", "Hello!", "--max-tokens", "4"]):
+        done = subprocess.run([str(exe), *map(str, argv)], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert (run / "gguf" / "student-Q8_0.gguf").exists() and "tokens/s" in done.stdout
