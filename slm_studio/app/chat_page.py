@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSpinBox, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
+from slm_studio.app.chat_colouring import ScoredTranscript, colour_reply, legend
 from slm_studio.app.worker import start_worker
+from slm_studio.chat.scoring import TeacherScorer, TokenScore
 from slm_studio.chat.session import ChatSession, ChatSettings, ReplyStats, resolve_chat_model
+from slm_studio.errors import UserError
 from slm_studio.config import run_dirs
 from slm_studio.events import Event
 from slm_studio.models.sources import bundled_teachers
@@ -19,6 +23,13 @@ from slm_studio.models.sources import bundled_teachers
 def chat_model_choices() -> list[str]:
     exported = [g for run in run_dirs("gguf") for g in sorted((run / "gguf").glob("*.gguf"), reverse=True)]
     return [s.name for s in bundled_teachers()] + [str(p) for p in exported]
+
+
+@dataclass
+class ReplyOutcome:
+    stats: ReplyStats
+    scores: list[TokenScore] = field(default_factory=list)  # the teacher's view of each reply token
+    note: str = ""  # why there are no scores
 
 
 class ChatPane(QWidget):
@@ -32,11 +43,16 @@ class ChatPane(QWidget):
         self.session: ChatSession | None = None
         self.history: list[dict] = []
         self.thread = self.worker = None
+        self.scorer: TeacherScorer | None = None
         self._reply = ""
+        self._reply_start = 0
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.addItems(chat_model_choices())
-        self.transcript = QTextBrowser()
+        self.transcript = ScoredTranscript()
+        self.legend = legend()
+        self.legend.setVisible(False)
+        self.legend_text = self.legend.text()
         self.stats = QLabel("—")
         self.stats.setObjectName("stats")
         heading = QLabel(f"<b>{title}</b>")
@@ -44,28 +60,31 @@ class ChatPane(QWidget):
         layout.addWidget(heading)
         layout.addWidget(self.model)
         layout.addWidget(self.transcript, 1)
+        layout.addWidget(self.legend)
         layout.addWidget(self.stats)
 
     @property
     def busy(self) -> bool:
         return self.worker is not None
 
-    def ask(self, prompt: str, settings: ChatSettings) -> None:
+    def ask(self, prompt: str, settings: ChatSettings, score_with: str | None = None) -> None:
+        """Answer `prompt`; with `score_with` (the teacher's model), colour the reply by the teacher's view of it."""
         spec = self.model.currentText().strip()
         self.history.append({"role": "user", "content": prompt})
         self.transcript.append(f"<p><b>You:</b> {html.escape(prompt)}</p><p><b>{html.escape(spec.split('/')[-1])}:"
                                f"</b> </p>")
         self._reply = ""
+        self._reply_start = self.transcript.document().characterCount() - 1  # where the streamed reply begins
         history = list(self.history)
         self.thread, self.worker = start_worker(self, lambda on_event, cancel: self._answer(
-            spec, history, settings, on_event, cancel))
+            spec, history, settings, score_with, on_event, cancel))
         self.worker.event.connect(self._on_worker_event)
         self.worker.finished.connect(self._on_worker_finished)
         self.worker.failed.connect(self._on_worker_failed)
         self.thread.finished.connect(self._on_thread_finished)
         self.thread.start()
 
-    def _answer(self, spec, history, settings, on_event, cancel) -> ReplyStats:
+    def _answer(self, spec, history, settings, score_with, on_event, cancel) -> ReplyOutcome:
         """Runs on the worker thread."""
         path = resolve_chat_model(spec)
         if self.session is not None and self.session.path != path:
@@ -73,9 +92,27 @@ class ChatPane(QWidget):
             self.session = None
         if self.session is None:
             self.session = ChatSession(path)
+        reply = ""
         for piece in self.session.stream(history, settings, cancel):
+            reply += piece
             on_event(Event("token", message=piece))
-        return self.session.last_stats
+        outcome = ReplyOutcome(self.session.last_stats)
+        if score_with and reply and not cancel.cancelled:
+            on_event(Event("score", message="the teacher reads the reply..."))
+            outcome.scores, outcome.note = self._score(score_with, reply)
+        return outcome
+
+    def _score(self, teacher_spec: str, reply: str) -> tuple[list[TokenScore], str]:
+        """Runs on the worker thread: the teacher's probability of every token of the reply."""
+        try:
+            path = resolve_chat_model(teacher_spec)
+            if self.scorer is not None and self.scorer.path != path:
+                self.scorer.close()
+                self.scorer = None
+            self.scorer = self.scorer or TeacherScorer(path)
+            return self.scorer.score_reply(self.session.llm, self.session.last_prompt_tokens, reply), ""
+        except UserError as exc:
+            return [], str(exc)
 
     def stop(self) -> None:
         if self.worker is not None:
@@ -85,21 +122,35 @@ class ChatPane(QWidget):
         self.history.clear()
         self.transcript.clear()
         self.stats.setText("—")
+        self.legend.setVisible(False)
         if self.session is not None and not self.busy:
             self.session.close()
             self.session = None
+        if self.scorer is not None and not self.busy:
+            self.scorer.close()
+            self.scorer = None
 
     def _on_worker_event(self, event: Event) -> None:
+        if event.stage != "token":
+            self.stats.setText(event.message)
+            return
         self._reply += event.message
         cursor = self.transcript.textCursor()
         cursor.movePosition(QTextCursor.End)
         cursor.insertText(event.message)
         self.transcript.setTextCursor(cursor)
 
-    def _on_worker_finished(self, stats: ReplyStats) -> None:
+    def _on_worker_finished(self, outcome: ReplyOutcome) -> None:
+        stats = outcome.stats
         self.history.append({"role": "assistant", "content": self._reply})
         self.stats.setText(f"first token {stats.time_to_first_token_s * 1000:.0f} ms · "
                            f"{stats.generation_tokens_per_s:.1f} tokens/s · {stats.generated_tokens} tokens")
+        if outcome.scores and colour_reply(self.transcript, self._reply_start, self._reply, outcome.scores):
+            self.legend.setText(self.legend_text)
+            self.legend.setVisible(True)
+        elif outcome.note:
+            self.legend.setText(f"No colouring: {html.escape(outcome.note)}")
+            self.legend.setVisible(True)
 
     def _on_worker_failed(self, message: str, details: str) -> None:
         self.history.pop()
@@ -118,6 +169,10 @@ class ChatPage(QWidget):
         super().__init__(parent)
         self.teacher = ChatPane("Teacher")
         self.student = ChatPane("Student")
+        self.colour = QCheckBox("Colour student tokens")
+        self.colour.setToolTip("After each reply, colour the student's tokens by the teacher's probability of them "
+                               "(the teacher pane's model reads the student's reply)")
+        self.colour.setChecked(True)
         choices = chat_model_choices()
         if len(choices) > 1:
             self.student.model.setCurrentIndex(len(bundled_teachers()))
@@ -152,6 +207,7 @@ class ChatPage(QWidget):
         f.addRow("Repeat penalty", self.repeat_penalty)
         f.addRow("Max tokens", self.max_tokens)
         f.addRow("Seed", self.seed)
+        f.addRow(self.colour)
         settings.setMaximumWidth(300)
 
         splitter = QSplitter()
@@ -184,8 +240,9 @@ class ChatPage(QWidget):
         if not text or any(p.busy for p in self.panes):
             return
         self.prompt.clear()
-        for pane in self.panes:
-            pane.ask(text, self.settings())
+        teacher = self.teacher.model.currentText().strip() if self.colour.isChecked() else None
+        self.teacher.ask(text, self.settings())
+        self.student.ask(text, self.settings(), score_with=teacher)
         self._update_buttons()
 
     def stop(self) -> None:

@@ -92,7 +92,9 @@ class TeacherScorer:
             return
         self.close()
         self.n_ctx = math.ceil(needed / CONTEXT_STEP) * CONTEXT_STEP
-        self.llm = open_llama(self.path, n_ctx=self.n_ctx, logits_all=True)
+        # one thread: the two chat sessions already keep the cores busy, and llama.cpp's spinning workers would
+        # take the CPU from the window
+        self.llm = open_llama(self.path, n_ctx=self.n_ctx, logits_all=True, n_threads=1, n_threads_batch=1)
 
     def digest(self) -> str:
         self._ensure_context(1)
