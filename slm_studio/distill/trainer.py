@@ -78,8 +78,7 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
         # rank 0 writes the teacher's answers, the baseline and the top-k cache; the others wait, then read them
         train, held = world.main_first(
             lambda: _load_data(config, run_dir, records, prompts, teacher, tokenizer, on_event, cancel))
-        student, masks = world.main_first(
-            lambda: prepare_pruning(config, student, train, run_dir, checkpoint, on_event))
+        student, masks = prepare_pruning(config, student, train, run_dir, checkpoint, on_event, write=world.is_main)
         baseline = world.main_first(lambda: _baseline(config, run_dir, teacher, student, held, on_event))
         topk = world.main_first(lambda: _teacher_cache(config, run_dir, teacher, train, device, on_event, cancel))
         teacher_parameters = parameter_count(teacher)

@@ -38,8 +38,9 @@ SIZE_NOTE = ("Unstructured sparsity does not shrink a GGUF file nor speed up lla
 
 
 def prepare_pruning(config, student, train, run_dir: Path, checkpoint: Path | None,
-                    on_event: EventHandler = ignore_event):
-    """(student, masks): the pruned student of a fresh run, or a resumed run's student with its masks."""
+                    on_event: EventHandler = ignore_event, write: bool = True):
+    """(student, masks): the pruned student of a fresh run, or a resumed run's student with its masks.
+    `write=False` for the processes after rank 0 under torchrun: they prune alike and leave the files to rank 0."""
     run_dir = Path(run_dir)
     if config.prune == "none":
         return student, None
@@ -61,7 +62,8 @@ def prepare_pruning(config, student, train, run_dir: Path, checkpoint: Path | No
     if config.prune == "unstructured":
         masks = choose_masks(weight_scores(student, config.prune_score, stats), config.sparsity, config.prune_scope)
         apply_masks(student, masks)
-        save_masks(run_dir / MASKS_FILE, masks)
+        if write:
+            save_masks(run_dir / MASKS_FILE, masks)
         prunable, overall = zero_share(student, masks)
         summary |= {"scope": config.prune_scope, "sparsity_achieved": prunable, "sparsity_of_all_parameters": overall,
                     "prunable_weights": sum(m.numel() for m in masks.values()), "parameters_after": before}
@@ -72,7 +74,8 @@ def prepare_pruning(config, student, train, run_dir: Path, checkpoint: Path | No
         after = parameter_count(student)
         summary |= {"scope": "layer", "sparsity_achieved": 1 - after / before, "parameters_after": after, **kept,
                     "layer_map": getattr(student.config, "slm_studio_layer_map", None)}
-    write_json(run_dir / SUMMARY_FILE, summary)
+    if write:
+        write_json(run_dir / SUMMARY_FILE, summary)
     on_event(Event("prune", metrics={k: summary[k] for k in ("sparsity_achieved", "parameters_before",
                                                              "parameters_after")},
                    message=describe_pruning(summary)))

@@ -61,9 +61,10 @@ def small_config(tmp: Path, teacher: str, topics: int = 10, **changes) -> Distil
 
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory, tiny_teacher):
-    """A fresh 3-step run on 2 processes, then --resume to 6 steps on 2 processes."""
+    """A fresh 3-step run on 2 processes, then --resume to 6 steps on 2 processes; the student pruned first (by
+    magnitude, so that a 1-process run with another batch size prunes alike)."""
     tmp = tmp_path_factory.mktemp("ddp")
-    config = small_config(tmp, str(tiny_teacher))
+    config = small_config(tmp, str(tiny_teacher), prune="unstructured", prune_score="magnitude", sparsity=0.3)
     run = tmp / "run"
     fresh = torchrun("distill", "--config", str(tmp / "config.toml"), "--out", str(run))
     assert fresh.returncode == 0, fresh.stdout[-3000:]
@@ -91,6 +92,7 @@ def test_only_rank_0_writes_the_run_directory(two_process_run):
         assert changes[0] > 0 and changes[1] == 0, output[-2000:]
     assert (run / "student" / "model.safetensors").exists() and (run / "summary.json").exists()
     assert len((run / "teacher_answers.jsonl").read_text().splitlines()) == 3
+    assert (run / "pruning_masks.safetensors").exists() and (run / "pruning.json").exists()
     assert "2 processes over gloo" in fresh
     assert fresh.count("held-out perplexity:") == 1  # rank 0 alone prints the summary
 
