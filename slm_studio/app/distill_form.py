@@ -82,6 +82,8 @@ class DistillForm(QWidget):
         self.loss = QComboBox()
         self.loss.addItems([LOSS_LABELS[k] for k in LOSSES])
         self.jsd_beta = _dspin(0.0, 1.0, 0.05)
+        self.attention_weight = _dspin(0.0, 100.0, 0.1)
+        self.hidden_weight = _dspin(0.0, 100.0, 0.1)
         self.steps = _spin(0, 1_000_000, 50)
         self.lr = _dspin(0.0, 1.0, 1e-4, decimals=6)
         self.batch_size = _spin(0, 512)
@@ -91,7 +93,9 @@ class DistillForm(QWidget):
         self.fields = {"teacher": self.teacher, "student_layers": self.student_layers,
                        "student_mlp_ratio": self.mlp_ratio, "student_model": self.student_model, "data": self.data,
                        "teacher_prompts": self.teacher_prompts, "temperature": self.temperature,
-                       "alpha": self.alpha, "loss": self.loss, "jsd_beta": self.jsd_beta, "steps": self.steps,
+                       "alpha": self.alpha, "loss": self.loss, "jsd_beta": self.jsd_beta,
+                       "attention_weight": self.attention_weight, "hidden_weight": self.hidden_weight,
+                       "steps": self.steps,
                        "lr": self.lr, "batch_size": self.batch_size, "seq_len": self.seq_len,
                        "grad_accum": self.grad_accum}
         self.pruning = PruningGroup()
@@ -119,6 +123,8 @@ class DistillForm(QWidget):
         f.addRow("Alpha (soft vs hard)", self.alpha)
         f.addRow("Soft loss", self.loss)
         f.addRow("JSD beta", self.jsd_beta)
+        f.addRow("Attention transfer", self.attention_weight)
+        f.addRow("Hidden-state loss", self.hidden_weight)
         training = QGroupBox("Training")
         f = QFormLayout(training)
         f.addRow("Steps", self.steps)
@@ -136,7 +142,8 @@ class DistillForm(QWidget):
 
         for box in (self.student_layers, self.steps, self.batch_size, self.seq_len, self.grad_accum):
             box.valueChanged.connect(self._on_field_changed)
-        for box in (self.mlp_ratio, self.temperature, self.alpha, self.jsd_beta, self.lr):
+        for box in (self.mlp_ratio, self.temperature, self.alpha, self.jsd_beta, self.attention_weight,
+                    self.hidden_weight, self.lr):
             box.valueChanged.connect(self._on_field_changed)
         self.loss.currentIndexChanged.connect(self._on_field_changed)
         self.teacher.currentTextChanged.connect(self._on_teacher_changed)
@@ -153,7 +160,8 @@ class DistillForm(QWidget):
             student_mlp_ratio=round(self.mlp_ratio.value(), 4), student_model=self.student_model.text().strip(),
             data=[self.data.item(i).text() for i in range(self.data.count())], teacher_prompts=prompts,
             temperature=self.temperature.value(), alpha=self.alpha.value(), loss=LOSSES[self.loss.currentIndex()],
-            jsd_beta=self.jsd_beta.value(), steps=self.steps.value(), lr=self.lr.value(),
+            jsd_beta=self.jsd_beta.value(), attention_weight=self.attention_weight.value(),
+            hidden_weight=self.hidden_weight.value(), steps=self.steps.value(), lr=self.lr.value(),
             batch_size=self.batch_size.value(), seq_len=self.seq_len.value(), grad_accum=self.grad_accum.value(),
             **self.pruning.values(), **{k: v for k, v in self._hidden.items()})
 
@@ -173,6 +181,8 @@ class DistillForm(QWidget):
         self.alpha.setValue(config.alpha)
         self.loss.setCurrentIndex(LOSSES.index(config.loss) if config.loss in LOSSES else 0)
         self.jsd_beta.setValue(config.jsd_beta)
+        self.attention_weight.setValue(config.attention_weight)
+        self.hidden_weight.setValue(config.hidden_weight)
         self.steps.setValue(config.steps)
         self.lr.setValue(config.lr)
         self.batch_size.setValue(config.batch_size)

@@ -72,7 +72,8 @@ def test_student_size_is_estimated_live(window):
 
 
 def test_config_save_and_load_round_trip(window, tmp_path, tiny_teacher):
-    config = _tiny(tiny_teacher, temperature=3.5, alpha=0.2, loss="reverse_kl", data=["python-docs"])
+    config = _tiny(tiny_teacher, temperature=3.5, alpha=0.2, loss="reverse_kl", data=["python-docs"],
+                   attention_weight=0.5, hidden_weight=1.5)
     window.distill_page.form.set_config(config)
     window.save_config(str(tmp_path / "form.toml"))
     assert DistillConfig.load(tmp_path / "form.toml") == config  # the same TOML the CLI reads
