@@ -3,7 +3,8 @@
     SLM_STUDIO_RUNS=runs xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python docs/take_screenshots.py
 
 Needs a finished, exported run in $SLM_STUDIO_RUNS (slm-studio distill --preset quick; slm-studio export RUN
---quant Q4_K_M). It trains a short real distillation on the Distill page, then chats teacher vs student.
+--quant Q4_K_M). It trains a short real distillation on the Distill page, then chats teacher vs student, then
+evaluates the run (or shows its earlier evaluation). Name pages to take only those: `... take_screenshots.py evaluate`.
 """
 
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from slm_studio.app.main_window import MainWindow
+from slm_studio.app.main_window import PAGES, MainWindow
 from slm_studio.app.style import STYLESHEET
 from slm_studio.config import preset, runs_root
 
@@ -41,7 +42,26 @@ def main() -> int:
     window.resize(1400, 860)
     window.show()
     finished = sorted(p for p in runs_root().glob("*/gguf/student-Q4_K_M.gguf"))
+    wanted = [name.lower() for name in sys.argv[1:]] or [name.lower() for name in PAGES]
+    if "distill" in wanted:
+        take_distill(app, window)
+    if "export" in wanted:
+        take_export(app, window, finished)
+    if "chat" in wanted:
+        take_chat(app, window, finished)
+    if "runs" in wanted:
+        window.sidebar.setCurrentRow(PAGES.index("Runs"))
+        window.runs_page.table.selectAll()
+        shoot(app, window, "runs")
+    if "evaluate" in wanted:
+        take_evaluate(app, window, finished)
+    if "explain" in wanted:
+        take_explain(app, window, finished)
+    window.shutdown()
+    return 0
 
+
+def take_distill(app, window) -> None:
     config = preset("quick")
     config.steps, config.teacher_prompts, config.eval_every = 40, "", 10
     window.distill_page.form.set_config(config)
@@ -51,13 +71,17 @@ def main() -> int:
     window.distill_page.cancel()
     wait(app, lambda: not window.distill_page.running, 120)
 
-    window.sidebar.setCurrentRow(1)
+
+def take_export(app, window, finished) -> None:
+    window.sidebar.setCurrentRow(PAGES.index("Export"))
     if finished:
         window.export_page.start(finished[-1].parent.parent, ["Q8_0", "Q4_K_M"])
         wait(app, lambda: window.export_page.thread is None, 300)
     shoot(app, window, "export")
 
-    window.sidebar.setCurrentRow(2)
+
+def take_chat(app, window, finished) -> None:
+    window.sidebar.setCurrentRow(PAGES.index("Chat"))
     chat = window.chat_page
     if finished:
         chat.student.model.setCurrentText(str(finished[-1]))
@@ -68,11 +92,31 @@ def main() -> int:
     wait(app, lambda: not any(p.busy for p in chat.panes), 120)
     shoot(app, window, "chat")
 
-    window.sidebar.setCurrentRow(3)
-    window.runs_page.table.selectAll()
-    shoot(app, window, "runs")
-    window.shutdown()
-    return 0
+
+def take_evaluate(app, window, finished) -> None:
+    window.sidebar.setCurrentRow(PAGES.index("Evaluate"))
+    page = window.evaluate_page
+    if finished:
+        run = finished[-1].parent.parent
+        page.run.setCurrentText(str(run))
+        if not (run / "eval.json").exists():
+            page.start(run, ["Q8_0", "Q5_K_M", "Q4_K_M"])
+            wait(app, lambda: page.thread is None, 1200)
+    shoot(app, window, "evaluate")
+
+
+def take_explain(app, window, finished) -> None:
+    window.sidebar.setCurrentRow(PAGES.index("Explain"))
+    page = window.explain_page
+    if finished:
+        page.student.setCurrentText(str(finished[-1].parent.parent))
+    page.prompt.setPlainText("The capital of France is")
+    page.continuation.setText(" Paris")
+    page.raw.setChecked(True)
+    page.start()
+    wait(app, lambda: not page.running and page.result is not None, 300)
+    wait(app, lambda: page.charts[-1].teacher_bars is not None, 5)
+    shoot(app, window, "explain")
 
 
 if __name__ == "__main__":

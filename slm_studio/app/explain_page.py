@@ -27,20 +27,22 @@ TEACHER_COLOR, STUDENT_COLOR, HARD_COLOR = "#2f6fde", "#f2a541", "#17a34a"
 class SoftLabelChart(pg.PlotWidget):
     """Teacher and student bars side by side for the shown tokens at one temperature; the hard label in green."""
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, with_legend: bool = True, parent=None) -> None:
         super().__init__(parent=parent)
         self.setMenuEnabled(False)
         self.setMouseEnabled(x=False, y=False)
-        self.setLabel("left", "probability", units="%")
+        self.setLabel("left", "probability (%)")
+        self.getAxis("left").enableAutoSIPrefix(False)  # "0.1" reads better than "100 (x0.001)"
         self.showGrid(y=True, alpha=0.25)
         self.setMinimumHeight(170)
-        self.legend = self.addLegend(offset=(-10, 5), labelTextSize="8pt")
+        self.legend = self.addLegend(offset=(-10, 5), labelTextSize="8pt") if with_legend else None
         self.teacher_bars = self.student_bars = None
         self.tick_labels: list[str] = []
 
     def show_view(self, view: TemperatureView, with_student: bool) -> None:
         self.clear()
-        self.legend.clear()
+        if self.legend is not None:
+            self.legend.clear()
         n = len(view.rows)
         x = np.arange(n, dtype=float)
         width = 0.38 if with_student else 0.7
@@ -49,21 +51,25 @@ class SoftLabelChart(pg.PlotWidget):
         self.teacher_bars = pg.BarGraphItem(x=x - (0.2 if with_student else 0), height=teacher, width=width,
                                             brushes=brushes, pen=pg.mkPen(None))
         self.addItem(self.teacher_bars)
-        self.legend.addItem(pg.BarGraphItem(x=[0], height=[0], width=1, brush=TEACHER_COLOR), "teacher")
-        self.legend.addItem(pg.BarGraphItem(x=[0], height=[0], width=1, brush=HARD_COLOR), "teacher, hard label")
+        self._add_to_legend(TEACHER_COLOR, "teacher")
+        self._add_to_legend(HARD_COLOR, "teacher, hard label")
         self.student_bars = None
         if with_student:
             student = np.array([r.student for r in view.rows]) * 100
             self.student_bars = pg.BarGraphItem(x=x + 0.2, height=student, width=width, brush=STUDENT_COLOR,
                                                 pen=pg.mkPen(None))
             self.addItem(self.student_bars)
-            self.legend.addItem(pg.BarGraphItem(x=[0], height=[0], width=1, brush=STUDENT_COLOR), "student")
+            self._add_to_legend(STUDENT_COLOR, "student")
         self.tick_labels = [("★ " if r.hard_label else "") + visible(r.text) for r in view.rows]
         self.getAxis("bottom").setTicks([list(enumerate(self.tick_labels))])
         self.setXRange(-0.6, n - 0.4, padding=0)
         top = max(teacher.max(), self.student_bars.opts["height"].max() if with_student else 0)
         self.setYRange(0, top * 1.15 or 1, padding=0)
         self.setTitle(chart_title(view), size="9pt")
+
+    def _add_to_legend(self, color: str, name: str) -> None:
+        if self.legend is not None:
+            self.legend.addItem(pg.BarGraphItem(x=[0], height=[0], width=1, brush=color), name)
 
 
 def chart_title(view: TemperatureView) -> str:
@@ -109,7 +115,7 @@ class ExplainPage(QWidget):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.charts = [SoftLabelChart() for _ in range(3)]
+        self.charts = [SoftLabelChart(with_legend=i == 0) for i in range(3)]  # one legend serves all three
 
         form = QGroupBox("Prompt and models")
         f = QFormLayout(form)
