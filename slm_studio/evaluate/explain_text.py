@@ -61,4 +61,4 @@ def format_explanation(e: Explanation) -> str:
     for view in e.views:
         lines += ["", *format_view(view, width, with_student)]
     lines += ["", DARK_KNOWLEDGE]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
