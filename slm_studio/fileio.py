@@ -7,12 +7,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from slm_studio.errors import Cancelled, UserError
-
 
 ALMOST_FULL = 1 << 20  # bytes free below which a failed write is put down to a full disk
 

@@ -33,7 +33,7 @@ def _crash_config(tiny_teacher) -> DistillConfig:
 def _cli_in_a_process(kill: tuple[str, int] | None, *argv) -> subprocess.CompletedProcess:
     runner = ["-m", "tests.crash_runner", kill[0], str(kill[1]), "--"] if kill else ["-m", "slm_studio"]
     return subprocess.run([sys.executable, *runner, *map(str, argv)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+                          check=False, timeout=300)
 
 
 def _steps_logged(run: Path) -> list[int]:
@@ -131,7 +131,7 @@ def small_disk(tmp_path):
         point = tmp_path / f"disk{len(mounted)}"
         point.mkdir()
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                              capture_output=True)
+                              capture_output=True, check=False)
         if done.returncode != 0:
             pytest.skip("cannot mount a tmpfs here (needs root): " + done.stderr.decode(errors="replace").strip())
         mounted.append(point)
@@ -168,7 +168,9 @@ def test_full_disk_while_saving_the_student_keeps_the_previous_one(tiny_run, sma
 def test_full_disk_while_exporting_keeps_the_previous_gguf(tiny_run, small_disk, tmp_path, capsys):
     from slm_studio.cli import main
 
-    export = lambda out: main(["export", str(tiny_run), "--out", str(out)])  # noqa: E731
+    def export(out: Path) -> int:
+        return main(["export", str(tiny_run), "--out", str(out)])
+
     assert export(tmp_path / "sized") == 0
     gguf_bytes = (tmp_path / "sized" / "student-F16.gguf").stat().st_size
     disk = small_disk(int(gguf_bytes * 1.5))

@@ -46,6 +46,7 @@ def test_front_ends_switch_the_hub_off_even_when_the_shell_switched_it_on(front_
             "from transformers.integrations.hub_kernels import _kernels_enabled as k; "
             "print(c.HF_HUB_OFFLINE, h.is_offline_mode(), os.environ['TRANSFORMERS_OFFLINE'], k())")
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "USE_HUB_KERNELS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True", "1", "False"]
