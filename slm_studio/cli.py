@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     evaluate.add_argument("--quants", nargs="*", default=["Q8_0", "Q5_K_M", "Q4_K_M"], metavar="TYPE",
                           help=f"quant levels besides F16 (default: Q8_0 Q5_K_M Q4_K_M): {quants}")
-    evaluate.add_argument("--threads", type=int, help="llama.cpp threads (default: all CPUs)")
+    evaluate.add_argument("--threads", type=int, help="CPU threads for torch and llama.cpp (default: all)")
     return parser
 
 

@@ -4,6 +4,7 @@ trade-off of its GGUF files, as tables and a live Pareto plot (the same data as 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pyqtgraph as pg
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -28,6 +30,7 @@ from slm_studio.app.worker import start_worker
 from slm_studio.config import run_dirs, runs_root
 from slm_studio.errors import UserError
 from slm_studio.evaluate import report
+from slm_studio.evaluate.report import format_ppl
 from slm_studio.evaluate.result import EvalResult
 from slm_studio.evaluate.run import DEFAULT_QUANTS, evaluate_run
 from slm_studio.events import Event
@@ -62,7 +65,7 @@ class ParetoPlot(pg.PlotWidget):
         self.plot([p.size_mb for p in front], [p.perplexity for p in front], name="Pareto front",
                   pen=pg.mkPen("#17a34a", width=2, style=pg.QtCore.Qt.DashLine))
         for p in result.points:
-            label = pg.TextItem(f"{p.label}  {p.perplexity:,.1f}", color="#222222", anchor=(0, 1))
+            label = pg.TextItem(f"{p.label}  {format_ppl(p.perplexity)}", color="#222222", anchor=(0, 1))
             label.setPos(p.size_mb, math.log10(p.perplexity))  # items on a log axis take log10 coordinates
             self.addItem(label)
             self.labels.append(label)
@@ -85,6 +88,11 @@ class EvaluatePage(QWidget):
         self.quants = {name: QCheckBox(name) for name in QUANT_TYPES}
         for name in DEFAULT_QUANTS:
             self.quants[name].setChecked(True)
+        self.threads = QSpinBox()
+        self.threads.setRange(1, os.cpu_count() or 1)
+        self.threads.setValue(os.cpu_count() or 1)
+        self.threads.setPrefix("llama.cpp threads: ")
+        self.threads.setToolTip("Fewer threads can be faster while other programs keep every core busy")
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.setObjectName("primary")
         self.evaluate_button.clicked.connect(self._on_evaluate_clicked)
@@ -112,6 +120,7 @@ class EvaluatePage(QWidget):
         for box in self.quants.values():
             q.addWidget(box)
         q.addStretch(1)
+        q.addWidget(self.threads)
         row = QHBoxLayout()
         row.addWidget(self.evaluate_button)
         row.addWidget(self.cancel_button)
@@ -137,8 +146,9 @@ class EvaluatePage(QWidget):
             self.run.setCurrentText(current)
 
     def start(self, path: Path, quants: list[str]) -> None:
+        threads = self.threads.value()
         self.thread, self.worker = start_worker(self, lambda on_event, cancel: evaluate_run(
-            path, quants, plot_writer=save_pareto_png, on_event=on_event, cancel=cancel))
+            path, quants, threads, plot_writer=save_pareto_png, on_event=on_event, cancel=cancel))
         self.worker.event.connect(self._on_worker_event)
         self.worker.finished.connect(self._on_worker_finished)
         self.worker.failed.connect(self._on_worker_failed)

@@ -21,7 +21,9 @@ from PySide6.QtGui import (
     QPainterPath,
     QPen,
 )
+from PySide6.QtWidgets import QApplication
 
+from slm_studio.evaluate.report import format_ppl
 from slm_studio.evaluate.result import EvalResult
 from slm_studio.fileio import atomic_path
 
@@ -47,12 +49,13 @@ def save_pareto_png(result: EvalResult, path: Path) -> None:
 
 
 def _ensure_gui() -> None:
-    """Fonts need a QGuiApplication; the CLI has none, and maybe no display either."""
+    """Fonts need an application object; the CLI has none, and maybe no display either. A QApplication (not
+    a bare QGuiApplication), so that windows can still be made later in the same process."""
     global _app
     if QGuiApplication.instance() is None:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        _app = QGuiApplication(["slm-studio"])
+        _app = QApplication(["slm-studio"])
 
 
 class _Axes:
@@ -90,7 +93,7 @@ def _draw(painter: QPainter, result: EvalResult) -> None:
         painter.setBrush(COLORS.get(p.model, QColor("#555555")))
         painter.drawEllipse(at, 6, 6)
         painter.setPen(QColor("#222222"))
-        painter.drawText(at + QPointF(9, -7), f"{p.label}  {p.perplexity:,.1f}")
+        painter.drawText(at + QPointF(9, -7), f"{p.label}  {format_ppl(p.perplexity)}")
     _draw_legend(painter)
 
 

@@ -6,12 +6,17 @@ from slm_studio.evaluate.result import EvalResult
 from slm_studio.prune import SIZE_NOTE
 
 
+def format_ppl(value: float) -> str:
+    """Plain digits for a usable model; an untrained one's astronomic perplexity in scientific notation."""
+    return f"{value:,.2f}" if value < 1e6 else f"{value:.3g}"
+
+
 def quality_rows(r: EvalResult) -> list[tuple[str, str]]:
-    untrained = f"{r.untrained_ppl:,.2f}" if r.untrained_ppl is not None else "unknown"
+    untrained = format_ppl(r.untrained_ppl) if r.untrained_ppl is not None else "unknown"
     rows = [("held-out tokens", f"{r.held_out_tokens} ({r.held_out_sequences} sequences)"),
-            ("teacher perplexity (torch)", f"{r.teacher_ppl:,.2f}"),
+            ("teacher perplexity (torch)", format_ppl(r.teacher_ppl)),
             ("untrained student perplexity", f"{untrained} ({r.untrained_source})"),
-            ("distilled student perplexity", f"{r.student_ppl:,.2f}"),
+            ("distilled student perplexity", format_ppl(r.student_ppl)),
             ("top-1 agreement with the teacher", f"{r.top1_agreement:.1%}"),
             ("mean KL(teacher || student), T=1", f"{r.mean_kl:.4f} nats")]
     if r.untrained_top1_agreement is not None:
@@ -36,7 +41,7 @@ def quant_header(r: EvalResult) -> list[str]:
 def quant_rows(r: EvalResult) -> list[list[str]]:
     rows = []
     for p in r.points:
-        row = [p.model, p.quant, f"{p.size_mb:.1f}", f"{p.perplexity:,.2f}", f"{p.prompt_tps:.0f}",
+        row = [p.model, p.quant, f"{p.size_mb:.1f}", format_ppl(p.perplexity), f"{p.prompt_tps:.0f}",
                f"{p.generation_tps:.1f}", "yes" if p.label in r.front else ""]
         if r.pruning:
             row.insert(2, _sparsity(r) if p.model == "student" else "0%")

@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
+
+import torch
 
 from slm_studio.errors import Cancelled, UserError
 from slm_studio.evaluate import gguf_files, heldout
@@ -33,22 +36,22 @@ PlotWriter = Callable[[EvalResult, Path], None]  # draws the Pareto plot as a PN
 
 def evaluate_run(run_dir: Path, quants: list[str] = DEFAULT_QUANTS, threads: int | None = None,
                  plot_writer: PlotWriter | None = None, on_event: EventHandler = ignore_event,
-                 cancel: CancelToken | None = None) -> EvalResult:
+                 cancel: CancelToken | None = None, speed_tokens: int = SPEED_TOKENS) -> EvalResult:
     """Measure a finished run and write RUN_DIR/eval.json, RUN_DIR/report.md and (with a plot writer)
     RUN_DIR/pareto.png."""
     started = time.perf_counter()
     run_dir, cancel = Path(run_dir), cancel or CancelToken()
     quants = _check_quants(quants)
     config = heldout.check_run_dir(run_dir)
-    threads = threads or os.cpu_count() or 1
     progress = _Progress(on_event, cancel, total=5 + 2 * (1 + len(quants)))
     progress("loading the teacher, the distilled student and the held-out text")
     teacher_folder = heldout.teacher_folder(config)
-    teacher, student = loading.load_model(teacher_folder).eval(), loading.load_model(run_dir / "student").eval()
-    held = heldout.held_out(config, run_dir, loading.load_tokenizer(run_dir / "student"))
-    result = _torch_measures(config, run_dir, teacher, student, held, progress)
+    with _torch_threads(threads):
+        teacher, student = loading.load_model(teacher_folder).eval(), loading.load_model(run_dir / "student").eval()
+        held = heldout.held_out(config, run_dir, loading.load_tokenizer(run_dir / "student"))
+        result = _torch_measures(config, run_dir, teacher, student, held, progress)
     del teacher, student  # llama.cpp needs the memory next
-    result.threads = threads
+    result.threads = threads = threads or os.cpu_count() or 1
     files = {}
     progress("exporting and quantizing the student and the teacher (existing files are reused)")
     files["student"] = gguf_files.student_ggufs(run_dir, quants, on_event)
@@ -56,7 +59,7 @@ def evaluate_run(run_dir: Path, quants: list[str] = DEFAULT_QUANTS, threads: int
     for model in ("teacher", "student"):
         for quant, path in files[model].items():
             progress(f"llama.cpp: perplexity and speed of the {model} at {quant}")
-            result.points.append(_measure_gguf(model, quant, path, held, threads))
+            result.points.append(_measure_gguf(model, quant, path, held, threads, speed_tokens))
     result.front = [p.label for p in pareto_front(result.points)]
     result.seconds = time.perf_counter() - started
     progress("writing eval.json, report.md and the Pareto plot")
@@ -91,11 +94,23 @@ def _torch_measures(config, run_dir: Path, teacher, student, held, progress) -> 
         pruning=read_summary(run_dir))
 
 
-def _measure_gguf(model: str, quant: str, path: Path, held, threads: int) -> QuantPoint:
-    speed = decode_tokens_per_s(path, SPEED_TOKENS, threads)
+def _measure_gguf(model: str, quant: str, path: Path, held, threads: int, speed_tokens: int) -> QuantPoint:
+    speed = decode_tokens_per_s(path, speed_tokens, threads)
     return QuantPoint(model=model, quant=quant, path=str(path), size_bytes=path.stat().st_size,
                       perplexity=gguf_perplexity(path, held, threads), prompt_tps=speed.prompt_tps,
                       generation_tps=speed.generation_tps)
+
+
+@contextmanager
+def _torch_threads(threads: int | None):
+    """Torch's thread count for the duration (restored after): an explicit `threads` applies to torch too."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _check_quants(quants) -> list[str]:

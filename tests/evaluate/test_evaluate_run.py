@@ -172,3 +172,13 @@ def test_cancel_stops_before_any_file_is_written(tiny_run, tmp_path):
     with pytest.raises(Cancelled):
         evaluate_run(copy, ["Q8_0"], cancel=token)
     assert not (copy / "eval.json").exists() and not (copy / "report.md").exists()
+
+
+def test_cli_prints_the_tables_and_names_bad_input(tiny_run, evaluated, capsys, tmp_path):
+    from slm_studio.cli import main
+
+    assert main(["eval", str(tiny_run), "--quants", "Q8_0", "--threads", "1"]) == 0  # reuses the GGUF files
+    out = capsys.readouterr().out
+    assert "distilled student perplexity" in out and "student  Q8_0" in out and str(tiny_run / "report.md") in out
+    assert main(["eval", str(tmp_path / "nowhere")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
