@@ -87,14 +87,25 @@ def _draw(painter: QPainter, result: EvalResult) -> None:
         painter.setPen(QPen(QColor("#17a34a"), 2, Qt.DashLine))
         painter.drawPath(path)
     painter.setFont(QFont("DejaVu Sans", 9))
-    for p in points:
+    placed: list[QRectF] = []
+    for p in sorted(points, key=lambda p: axes.point(p.size_mb, p.perplexity).y()):
         at = axes.point(p.size_mb, p.perplexity)
         painter.setPen(QPen(QColor("#222222"), 2 if p.label in result.front else 0.5))
         painter.setBrush(COLORS.get(p.model, QColor("#555555")))
         painter.drawEllipse(at, 6, 6)
         painter.setPen(QColor("#222222"))
-        painter.drawText(at + QPointF(9, -7), f"{p.label}  {format_ppl(p.perplexity)}")
+        text = f"{p.label}  {format_ppl(p.perplexity)}"
+        box = _free_spot(QRectF(at.x() + 9, at.y() - 20, painter.fontMetrics().horizontalAdvance(text), 15), placed)
+        painter.drawText(box, Qt.AlignLeft | Qt.AlignVCenter, text)
     _draw_legend(painter)
+
+
+def _free_spot(box: QRectF, placed: list[QRectF]) -> QRectF:
+    """The label's box moved down in small steps until it overlaps no label drawn before it."""
+    while any(box.intersects(other) for other in placed):
+        box.translate(0, 4)
+    placed.append(box)
+    return box
 
 
 def _draw_frame(painter: QPainter, axes: _Axes) -> None:
