@@ -62,6 +62,22 @@ def make_tiny_llama(folder: Path, tokenizer, vocab_size: int = 49152, layers: in
     return folder
 
 
+def small_gguf(path: Path) -> Path:
+    """A valid GGUF of one 3 x 4 tensor and a 3-token vocabulary: for file-format tests, not for llama.cpp."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_block_count(1)
+    writer.add_token_list(["a", "b", "c"])
+    writer.add_tensor("token_embd.weight", np.ones((3, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory, tokenizer) -> Path:
     """A 4-layer random Llama with the bundled teacher's tokenizer, as an HF folder."""

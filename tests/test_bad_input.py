@@ -18,7 +18,7 @@ import pytest
 
 from slm_studio.cli import main
 from slm_studio.models import sources
-from tests.conftest import BUNDLED
+from tests.conftest import BUNDLED, small_gguf
 
 
 def _run(capsys, argv):
@@ -58,18 +58,7 @@ def _garbage_gguf(tmp_path):
 
 def _huge_tensor_gguf(tmp_path):
     """A real, small GGUF whose first tensor then claims 2**40 rows."""
-    import gguf
-    import numpy as np
-
-    path = tmp_path / "huge.gguf"
-    writer = gguf.GGUFWriter(path, "llama")
-    writer.add_block_count(1)
-    writer.add_token_list(["a", "b", "c"])
-    writer.add_tensor("token_embd.weight", np.ones((3, 4), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    path = small_gguf(tmp_path / "huge.gguf")
     data = bytearray(path.read_bytes())
     name = b"token_embd.weight"
     dims_at = data.index(name) + len(name) + 4

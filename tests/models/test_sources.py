@@ -1,10 +1,9 @@
-import gguf
 import pytest
 import torch
 
 from slm_studio.errors import UserError
 from slm_studio.models import loading, sources
-from tests.conftest import BUNDLED
+from tests.conftest import BUNDLED, small_gguf
 
 
 def test_bundled_teacher_is_found_and_described():
@@ -69,29 +68,15 @@ def test_student_size_estimate_matches_a_derived_student(tiny_teacher):
     assert sources.describe(sources.resolve(BUNDLED)).student_parameters(15) == pytest.approx(81.4e6, rel=0.01)
 
 
-def _small_gguf(path):
-    import numpy as np
-
-    writer = gguf.GGUFWriter(path, "llama")
-    writer.add_block_count(1)
-    writer.add_token_list(["a", "b", "c"])
-    writer.add_tensor("token_embd.weight", np.ones((3, 4), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-def test_scan_reads_a_small_gguf(tmp_path):
-    info = sources.describe(sources.resolve(str(_small_gguf(tmp_path / "small.gguf"))))
+def test_scan_reads_asmall_gguf(tmp_path):
+    info = sources.describe(sources.resolve(str(small_gguf(tmp_path / "small.gguf"))))
     assert (info.architecture, info.layers, info.vocab_size, info.parameters) == ("llama", 1, 3, 12)
 
 
 def test_a_gguf_claiming_huge_tensors_is_refused_before_llama_cpp(tmp_path):
     import struct
 
-    path = _small_gguf(tmp_path / "huge.gguf")
+    path = small_gguf(tmp_path / "huge.gguf")
     data = bytearray(path.read_bytes())
     name = b"token_embd.weight"
     dims_at = data.index(name) + len(name) + 4  # after the name and its n_dims
@@ -108,7 +93,7 @@ def test_a_gguf_claiming_huge_tensors_is_refused_before_llama_cpp(tmp_path):
 def test_a_gguf_header_claiming_billions_of_fields_is_refused(tmp_path):
     import struct
 
-    path = _small_gguf(tmp_path / "many.gguf")
+    path = small_gguf(tmp_path / "many.gguf")
     data = bytearray(path.read_bytes())
     data[16:24] = struct.pack("<Q", 2**50)  # kv_count
     path.write_bytes(bytes(data))
