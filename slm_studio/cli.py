@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     for name, (flag, kind, text) in DISTILL_FLAGS.items():
         distill.add_argument(flag, dest=name, type=kind, help=text)
+    distill.add_argument("--freeze-embeddings", action="store_const", const=True, help="keep the token embedding "
+                         "and output head at the teacher's values (less memory)")
     export = commands.add_parser("export", help="write a run's student (or an HF folder) as GGUF, proven in llama.cpp")
     export.add_argument("model", type=Path, help="a run directory or an HF model folder")
     export.add_argument("--quant", nargs="*", default=[], metavar="TYPE", help=f"also quantize: {quants}")
@@ -155,7 +157,8 @@ def distill_config(args) -> DistillConfig:
         config = preset(args.preset)
     else:
         config = DistillConfig()
-    overrides = {name: getattr(args, name) for name in DISTILL_FLAGS if getattr(args, name) is not None}
+    overrides = {name: getattr(args, name) for name in [*DISTILL_FLAGS, "freeze_embeddings"]
+                 if getattr(args, name) is not None}
     if args.data:
         overrides["data"] = args.data
     if args.student_layer_list:

@@ -74,6 +74,8 @@ class DistillConfig:
                                      "student layer and its teacher layer (0 = off)")
     teacher_topk: int = _opt(0, "cache the teacher's top-k log-probabilities once and reuse them (0 = run the "
                                 "teacher every step)")
+    freeze_embeddings: bool = _opt(False, "keep the student's token embedding and output head at the teacher's "
+                                          "values (no gradients or optimizer state for the vocabulary matrices)")
     precision: str = _opt("auto", "bf16 autocast for the models (losses stay fp32), fp32, or auto: bf16 where the "
                                   "hardware computes it natively")
     # optimisation

@@ -121,3 +121,12 @@ def test_bf16_autocast_trains(tmp_path, tiny_config):
     tiny_config.precision, tiny_config.steps = "bf16", 3
     result = distill(tiny_config, tmp_path / "run")
     assert result.status == "finished" and all(math.isfinite(r["loss"]) for r in _metrics(tmp_path / "run"))
+
+
+def test_frozen_embeddings_keep_the_teachers_values_and_the_rest_trains(tmp_path, tiny_config, tiny_teacher):
+    tiny_config.freeze_embeddings = True
+    distill(tiny_config, tmp_path / "run")
+    teacher = load_file(tiny_teacher / "model.safetensors")
+    student = load_file(tmp_path / "run" / "student" / "model.safetensors")
+    assert torch.equal(student["model.embed_tokens.weight"], teacher["model.embed_tokens.weight"])
+    assert not torch.equal(student["model.layers.0.mlp.up_proj.weight"], teacher["model.layers.0.mlp.up_proj.weight"])
