@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from slm_studio.errors import UserError
-from slm_studio.llama import open_llama
+from slm_studio.llama import LLAMA_LOCK, open_llama
 
 # teacher probability of the student's token: >= 50% agreed, >= 10% plausible, >= 1% unlikely, below: surprising
 LEVEL_FLOORS = (0.5, 0.1, 0.01, 0.0)
@@ -51,7 +51,8 @@ def vocabulary_digest(llm) -> str:
     path = Path(llm.model_path)
     key = (str(path.resolve()), path.stat().st_mtime_ns)
     if key not in _DIGESTS:
-        _DIGESTS[key] = _token_list_digest(llm)
+        with LLAMA_LOCK:
+            _DIGESTS[key] = _token_list_digest(llm)
     return _DIGESTS[key]
 
 
@@ -108,16 +109,17 @@ class TeacherScorer:
             return []
         tokens = [*prompt_tokens, *reply_tokens]
         self._ensure_context(len(tokens))
-        self.llm.reset()
-        self.llm.eval(tokens)
-        # row i predicts token i + 1: the rows from the prompt's last token on predict the reply
-        probs = softmax_rows(self.llm.scores[len(prompt_tokens) - 1:len(tokens) - 1])
-        chosen = probs[np.arange(len(reply_tokens)), reply_tokens]
-        best = probs.argmax(axis=-1)
-        texts = token_texts(self.llm, reply_tokens)
-        return [TokenScore(t, text, float(p), self.llm.detokenize([int(b)]).decode("utf-8", "replace"),
-                           float(probs[i, b]))
-                for i, (t, text, p, b) in enumerate(zip(reply_tokens, texts, chosen, best))]
+        with LLAMA_LOCK:
+            self.llm.reset()
+            self.llm.eval(tokens)
+            # row i predicts token i + 1: the rows from the prompt's last token on predict the reply
+            probs = softmax_rows(self.llm.scores[len(prompt_tokens) - 1:len(tokens) - 1])
+            chosen = probs[np.arange(len(reply_tokens)), reply_tokens]
+            best = probs.argmax(axis=-1)
+            texts = token_texts(self.llm, reply_tokens)
+            return [TokenScore(t, text, float(p), self.llm.detokenize([int(b)]).decode("utf-8", "replace"),
+                               float(probs[i, b]))
+                    for i, (t, text, p, b) in enumerate(zip(reply_tokens, texts, chosen, best))]
 
     def score_reply(self, student_llm, prompt_tokens: list[int], reply: str) -> list[TokenScore]:
         """Score a student's reply text (re-tokenized with the shared tokenizer); UserError when the student does

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from slm_studio.errors import UserError
 from slm_studio.events import CancelToken
-from slm_studio.llama import open_llama
+from slm_studio.llama import LLAMA_LOCK, open_llama
 
 
 @dataclass
@@ -73,7 +73,8 @@ class ChatSession:
         if settings.system_prompt and not (messages and messages[0]["role"] == "system"):
             messages = [{"role": "system", "content": settings.system_prompt}, *messages]
         formatted = self.formatter(messages=messages)
-        prompt_tokens = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
+        with LLAMA_LOCK:
+            prompt_tokens = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
         if len(prompt_tokens) + settings.max_tokens > self.n_ctx:
             raise UserError(f"the conversation ({len(prompt_tokens)} tokens) plus max_tokens "
                             f"{settings.max_tokens} exceeds the context of {self.n_ctx} tokens; Clear it")
@@ -83,10 +84,14 @@ class ChatSession:
         llama_cpp.llama_perf_context_reset(self.llm.ctx)
         start = time.perf_counter()
         first = None
-        for chunk in self.llm.create_completion(
-                prompt_tokens, max_tokens=settings.max_tokens, temperature=settings.temperature,
-                top_p=settings.top_p, top_k=settings.top_k, repeat_penalty=settings.repeat_penalty,
-                seed=settings.seed, stop=stop, stream=True):
+        chunks = self.llm.create_completion(
+            prompt_tokens, max_tokens=settings.max_tokens, temperature=settings.temperature, top_p=settings.top_p,
+            top_k=settings.top_k, repeat_penalty=settings.repeat_penalty, seed=settings.seed, stop=stop, stream=True)
+        while True:
+            with LLAMA_LOCK:
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
             first = first or time.perf_counter()
             yield chunk["choices"][0]["text"]
             if cancel is not None and cancel.cancelled:
