@@ -3,12 +3,13 @@
     .venv/bin/python benchmarks/distill_throughput.py --quick     # about 3 minutes
     .venv/bin/python benchmarks/distill_throughput.py             # the numbers quoted in RESULTS.md
 
-Both variants distill the bundled SmolLM2-135M-Instruct into the same 15-layer student on the same Python-docs
+All variants distill the bundled SmolLM2-135M-Instruct into the same 15-layer student on the same Python-docs
 batches (4 x 128 tokens, T=2, alpha=0.5, AdamW 3e-4), each in a fresh subprocess so that its peak memory is its
 own. (a) the reference is the loop a tutorial writes: the teacher runs every step, and the KL is a float32
 softmax over the full vocabulary of full [batch, seq, vocab] logits. (b) SLM Studio's `distill()` with the
 settings this benchmark measured to be faster on this CPU: bf16 autocast for the model trunks, cached teacher
-top-k log-probabilities, chunked losses. Peak memory is the resident-set high-water mark of the training loop
+top-k log-probabilities, chunked losses; and (c) the same with `--freeze-embeddings`, shown for its memory saving
+(it costs quality, see RESULTS.md). Peak memory is the resident-set high-water mark of the training loop
 (reset just before it). The last line is `speedup=<x> memory_ratio=<y>` (ours over reference).
 """
 
