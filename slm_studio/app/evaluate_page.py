@@ -10,10 +10,6 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -26,15 +22,14 @@ from PySide6.QtWidgets import (
 )
 
 from slm_studio.app.pareto_png import save_pareto_png
+from slm_studio.app.run_picker import QuantChoice, RunPicker
 from slm_studio.app.worker import start_worker
-from slm_studio.config import run_dirs, runs_root
 from slm_studio.errors import UserError
 from slm_studio.evaluate import report
 from slm_studio.evaluate.report import format_ppl
 from slm_studio.evaluate.result import EvalResult
 from slm_studio.evaluate.run import DEFAULT_QUANTS, evaluate_run
 from slm_studio.events import Event
-from slm_studio.export.quantize import QUANT_TYPES
 
 COLORS = {"teacher": "#e4572e", "student": "#2f6fde"}
 
@@ -79,15 +74,12 @@ class EvaluatePage(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.thread = self.worker = None
-        self.run = QComboBox()
-        self.run.setEditable(True)
+        self.picker = RunPicker("Run", "Pick a finished run directory")
+        self.run = self.picker.combo
         self.run.currentTextChanged.connect(self._on_run_text_changed)
-        browse, refresh = QPushButton("Browse..."), QPushButton("Refresh")
-        browse.clicked.connect(self._on_browse_clicked)
-        refresh.clicked.connect(self.refresh)
-        self.quants = {name: QCheckBox(name) for name in QUANT_TYPES}
-        for name in DEFAULT_QUANTS:
-            self.quants[name].setChecked(True)
+        self.quant_choice = QuantChoice("Quant levels besides F16, for the student and the teacher",
+                                        tuple(DEFAULT_QUANTS))
+        self.quants = self.quant_choice.boxes
         self.threads = QSpinBox()
         self.threads.setRange(1, os.cpu_count() or 1)
         self.threads.setValue(os.cpu_count() or 1)
@@ -106,21 +98,11 @@ class EvaluatePage(QWidget):
         self.quality = _table(["Measure", "Value"])
         self.trade_off = _table(report.QUANT_COLUMNS)
         self.plot = ParetoPlot()
-        self._lay_out(browse, refresh)
-        self.refresh()
+        self._lay_out()
+        self._on_run_text_changed(self.run.currentText())
 
-    def _lay_out(self, browse, refresh) -> None:
-        source = QGroupBox("Run")
-        s = QHBoxLayout(source)
-        s.addWidget(self.run, 1)
-        s.addWidget(browse)
-        s.addWidget(refresh)
-        quant = QGroupBox("Quant levels besides F16, for the student and the teacher")
-        q = QHBoxLayout(quant)
-        for box in self.quants.values():
-            q.addWidget(box)
-        q.addStretch(1)
-        q.addWidget(self.threads)
+    def _lay_out(self) -> None:
+        self.quant_choice.row.addWidget(self.threads)
         row = QHBoxLayout()
         row.addWidget(self.evaluate_button)
         row.addWidget(self.cancel_button)
@@ -132,18 +114,14 @@ class EvaluatePage(QWidget):
         results.addLayout(tables, 1)
         results.addWidget(self.plot, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(source)
-        layout.addWidget(quant)
+        layout.addWidget(self.picker)
+        layout.addWidget(self.quant_choice)
         layout.addLayout(row)
         layout.addWidget(self.status)
         layout.addLayout(results, 1)
 
     def refresh(self) -> None:
-        current = self.run.currentText()
-        self.run.clear()
-        self.run.addItems([str(p) for p in run_dirs("student/config.json")])
-        if current:
-            self.run.setCurrentText(current)
+        self.picker.refresh()
 
     def start(self, path: Path, quants: list[str]) -> None:
         threads = self.threads.value()
@@ -182,12 +160,7 @@ class EvaluatePage(QWidget):
 
     def _on_evaluate_clicked(self) -> None:
         if self.run.currentText().strip():
-            self.start(Path(self.run.currentText().strip()), [n for n, b in self.quants.items() if b.isChecked()])
-
-    def _on_browse_clicked(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Pick a finished run directory", str(runs_root()))
-        if folder:
-            self.run.setCurrentText(folder)
+            self.start(Path(self.run.currentText().strip()), self.quant_choice.chosen())
 
     def _on_worker_event(self, event: Event) -> None:
         self.progress.setRange(0, event.total or 0)

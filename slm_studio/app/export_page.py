@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QProgressBar,
-                               QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
+from slm_studio.app.run_picker import QuantChoice, RunPicker
 from slm_studio.app.worker import start_worker
-from slm_studio.config import run_dirs, runs_root
 from slm_studio.events import Event
 from slm_studio.export.gguf import ExportResult, export_gguf
-from slm_studio.export.quantize import QUANT_TYPES
 from slm_studio.models.sources import human_bytes
 
 
@@ -23,14 +22,11 @@ class ExportPage(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.thread = self.worker = None
-        self.run = QComboBox()
-        self.run.setEditable(True)
-        browse, refresh = QPushButton("Browse..."), QPushButton("Refresh")
-        browse.clicked.connect(self._on_browse_clicked)
-        refresh.clicked.connect(self.refresh)
-        self.quants = {name: QCheckBox(name) for name in QUANT_TYPES}
-        for name in ("Q8_0", "Q4_K_M"):
-            self.quants[name].setChecked(True)
+        self.picker = RunPicker("Model", "Pick a run directory or an HF model folder")
+        self.run = self.picker.combo
+        self.quant_choice = QuantChoice("Quantization (llama.cpp); F16 is always written and proven first",
+                                        ("Q8_0", "Q4_K_M"))
+        self.quants = self.quant_choice.boxes
         self.export_button = QPushButton("Export to GGUF")
         self.export_button.setObjectName("primary")
         self.export_button.clicked.connect(self._on_export_clicked)
@@ -44,19 +40,9 @@ class ExportPage(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
 
-        source = QGroupBox("Model")
-        s = QHBoxLayout(source)
-        s.addWidget(self.run, 1)
-        s.addWidget(browse)
-        s.addWidget(refresh)
-        quant = QGroupBox("Quantization (llama.cpp); F16 is always written and proven first")
-        q = QHBoxLayout(quant)
-        for box in self.quants.values():
-            q.addWidget(box)
-        q.addStretch(1)
         layout = QVBoxLayout(self)
-        layout.addWidget(source)
-        layout.addWidget(quant)
+        layout.addWidget(self.picker)
+        layout.addWidget(self.quant_choice)
         row = QHBoxLayout()
         row.addWidget(self.export_button)
         row.addWidget(self.progress, 1)
@@ -64,14 +50,9 @@ class ExportPage(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.proof)
         layout.addWidget(self.table, 1)
-        self.refresh()
 
     def refresh(self) -> None:
-        current = self.run.currentText()
-        self.run.clear()
-        self.run.addItems([str(p) for p in run_dirs("student/config.json")])
-        if current:
-            self.run.setCurrentText(current)
+        self.picker.refresh()
 
     def start(self, path: Path, quants: list[str]) -> None:
         self.table.setRowCount(0)
@@ -87,12 +68,7 @@ class ExportPage(QWidget):
 
     def _on_export_clicked(self) -> None:
         if self.run.currentText().strip():
-            self.start(Path(self.run.currentText().strip()), [n for n, b in self.quants.items() if b.isChecked()])
-
-    def _on_browse_clicked(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Pick a run directory or an HF model folder", str(runs_root()))
-        if folder:
-            self.run.setCurrentText(folder)
+            self.start(Path(self.run.currentText().strip()), self.quant_choice.chosen())
 
     def _on_worker_event(self, event: Event) -> None:
         self.progress.setRange(0, event.total)
