@@ -22,7 +22,7 @@ def test_one_prompt_streams_into_both_panes_with_stats(qtbot, window, tiny_teach
         assert [m["role"] for m in pane.history] == ["user", "assistant"] and pane.history[1]["content"]
     assert "France" in page.teacher.transcript.toPlainText()
     print(f"longest event-loop stall during chat: {probe.longest_ms} ms")
-    assert probe.longest_ms < 100
+    assert probe.responsive()
     page.clear_button.click()
     assert page.teacher.history == [] and page.teacher.transcript.toPlainText() == ""
 

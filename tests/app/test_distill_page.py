@@ -31,7 +31,7 @@ def test_a_whole_tiny_run_through_the_ui_stays_responsive(qtbot, window, tiny_te
     assert page.progress.value() == 24 and "distilled student" in page.status.text()
     print(f"longest event-loop stall: {training.longest_ms} ms while training, "
           f"{whole_run.longest_ms} ms including model loading")
-    assert training.longest_ms < 100
+    assert training.responsive()
 
 
 def test_cancel_keeps_a_checkpoint_and_resume_finishes(qtbot, window, tiny_teacher):
