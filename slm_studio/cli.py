@@ -34,7 +34,10 @@ DISTILL_FLAGS = {
     "seq_len": ("--seq-len", int, "tokens per sequence"),
     "teacher_prompts": ("--teacher-prompts", str, "prompts for teacher-written answers: 'default' or a file"),
     "teacher_topk": ("--teacher-topk", int, "cache the teacher's top-k log-probabilities (0 = live teacher)"),
+    "teacher_tail_samples": ("--teacher-tail-samples", int, "with --teacher-topk: tokens drawn from the rest of "
+                                                            "the teacher's distribution per position (0 = one bucket)"),
     "precision": ("--precision", str, "auto (bf16 where the hardware has it), bf16 or fp32"),
+    "optimizer_state": ("--optimizer-state", str, "AdamW moments: bf16 (half the optimizer's memory) or fp32"),
     "seed": ("--seed", int, "random seed"),
     "device": ("--device", str, "auto, cpu or cuda"),
     "prune": ("--prune", str, "prune the student first: none, unstructured (zeros; same file size) or structured "
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     for name, (flag, kind, text) in DISTILL_FLAGS.items():
         distill.add_argument(flag, dest=name, type=kind, help=text)
+    distill.add_argument("--no-activation-checkpointing", dest="activation_checkpointing", action="store_const",
+                         const=False, help="keep every layer's activations (a little faster, more memory)")
     distill.add_argument("--freeze-embeddings", action="store_const", const=True, help="keep the token embedding "
                          "and output head at the teacher's values (less memory)")
     export = commands.add_parser("export", help="write a run's student (or an HF folder) as GGUF, proven in llama.cpp")
@@ -157,8 +162,8 @@ def distill_config(args) -> DistillConfig:
         config = preset(args.preset)
     else:
         config = DistillConfig()
-    overrides = {name: getattr(args, name) for name in [*DISTILL_FLAGS, "freeze_embeddings"]
-                 if getattr(args, name) is not None}
+    switches = ["freeze_embeddings", "activation_checkpointing"]
+    overrides = {name: getattr(args, name) for name in [*DISTILL_FLAGS, *switches] if getattr(args, name) is not None}
     if args.data:
         overrides["data"] = args.data
     if args.student_layer_list:

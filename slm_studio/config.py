@@ -74,8 +74,16 @@ class DistillConfig:
                                      "student layer and its teacher layer (0 = off)")
     teacher_topk: int = _opt(0, "cache the teacher's top-k log-probabilities once and reuse them (0 = run the "
                                 "teacher every step)")
+    teacher_tail_samples: int = _opt(256, "with teacher_topk: tokens drawn once per position from the rest of the "
+                                         "teacher's distribution, so the forward KL also sees the mass outside the "
+                                         "top k (reverse KL and JSD count that mass as one bucket); 0 = one bucket")
     freeze_embeddings: bool = _opt(False, "keep the student's token embedding and output head at the teacher's "
                                           "values (no gradients or optimizer state for the vocabulary matrices)")
+    optimizer_state: str = _opt("bf16", "AdamW moments in bf16 (half the optimizer's memory; the second moment "
+                                        "rounded stochastically) or fp32")
+    activation_checkpointing: bool = _opt(True, "keep only each layer's input in the forward pass and recompute the "
+                                                "rest in the backward pass: less memory, a little more time (off "
+                                                "while attention or hidden losses are on)")
     precision: str = _opt("auto", "bf16 autocast for the models (losses stay fp32), fp32, or auto: bf16 where the "
                                   "hardware computes it natively")
     # optimisation
@@ -134,6 +142,10 @@ class DistillConfig:
         p.update(self._pruning_problems())
         if self.teacher_topk < 0:
             p["teacher_topk"] = f"teacher_topk must be >= 0, got {self.teacher_topk}"
+        if self.teacher_tail_samples < 0:
+            p["teacher_tail_samples"] = f"teacher_tail_samples must be >= 0, got {self.teacher_tail_samples}"
+        if self.optimizer_state not in ("fp32", "bf16"):
+            p["optimizer_state"] = f"optimizer_state must be fp32 or bf16, got {self.optimizer_state!r}"
         if self.precision not in ("auto", "fp32", "bf16"):
             p["precision"] = f"precision must be auto, fp32 or bf16, got {self.precision!r}"
         if self.device not in ("auto", "cpu", "cuda"):

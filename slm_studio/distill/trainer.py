@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import math
 import shutil
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from slm_studio.config import DistillConfig
 from slm_studio.data.corpus import TokenizedData, batch_indices, load_records, split_holdout, tokenize
@@ -22,12 +24,14 @@ from slm_studio.distill import distributed
 from slm_studio.distill.checkpoint import (TrainerState, latest_checkpoint, load_trainer_state,
                                            save_checkpoint)
 from slm_studio.distill.chunked import TeacherTopK, chunked_distillation_loss, teacher_top_k
+from slm_studio.distill.optim import BF16StateAdamW
 from slm_studio.distill.transfer import (check_transferable, layer_pairs, run_with_internals, transfer_losses,
                                         use_eager_attention)
 from slm_studio.errors import Cancelled, UserError
 from slm_studio.evaluate.perplexity import perplexity
 from slm_studio.events import CancelToken, Event, EventHandler, ignore_event
-from slm_studio.fileio import append_jsonl, atomic_dir, atomic_path, read_jsonl, write_json, write_text
+from slm_studio.fileio import (append_jsonl, atomic_dir, atomic_path, map_safetensors, read_jsonl, write_json,
+                               write_text)
 from slm_studio.models import loading, sources
 from slm_studio.models.student import StudentPlan, check_compatible, derive_student, parameter_count, plan_layers
 from slm_studio.prune import hold_masks, prepare_pruning
@@ -84,6 +88,7 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
         teacher_parameters = parameter_count(teacher)
         if topk is not None:
             teacher = None  # training reads the cache; the teacher's weights need not stay in memory
+        _release_freed_memory()
     except BaseException:
         if not resume and world.is_main:  # a fresh run that failed before training leaves nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -92,6 +97,9 @@ def distill(config: DistillConfig, run_dir: Path, resume: bool = False, on_event
     world.same_weights(student)
     if config.freeze_embeddings:
         _freeze_embeddings(student)
+    # not with attention or hidden losses: they capture layer outputs, which a recomputation would capture again
+    if config.activation_checkpointing and not _transfer_keys(config) and student.supports_gradient_checkpointing:
+        student.activation_checkpointing_enable({"use_reentrant": False})
     optimizer, scheduler = _optimizer(config, student)
     hold_masks(optimizer, student, masks)  # pruned weights stay exactly zero after every optimizer step
     state = load_trainer_state(checkpoint, optimizer, scheduler) if checkpoint else TrainerState(0, 0)
@@ -159,8 +167,7 @@ def _train_step(config, teacher, student, optimizer, scheduler, train: Tokenized
             if topk is None:
                 target = (t_last[:, :-1][real].float(), teacher.get_output_embeddings().weight)
             else:
-                target = TeacherTopK(topk.log_probs[index][:, :-1][real].to(device).float(),
-                                     topk.index[index][:, :-1][real].to(device).long())
+                target = topk.map(lambda t, index=index, real=real: t[index][:, :-1][real].to(device))
             # under bf16 autocast the vocabulary projection runs in bf16 too; softmax and losses stay fp32
             losses = chunked_distillation_loss(hidden, student.get_output_embeddings().weight,
                                                ids[:, 1:][real], target, config.alpha, config.temperature,
@@ -200,7 +207,10 @@ def _forward_with_transfer(config, teacher, student, ids, attention):
 
 
 def _autocast(config, device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config.precision, device))
+    # no cache of bf16 weight copies: each weight is used once per pass, and with activation checkpointing the
+    # copies are made again per layer in the backward pass and freed right after
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config.precision, device),
+                          cache_enabled=False)
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
@@ -214,18 +224,25 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 
 
 def _teacher_cache(config, run_dir: Path, teacher, train: TokenizedData, device, on_event, cancel):
-    """Top-k teacher log-probabilities for every training position, computed once and kept in the run."""
+    """The teacher's top-k log-probabilities and tail samples for every training position, computed once and kept
+    in the run (float16 values, int32 token ids), and read from there through a memory map."""
     if not config.teacher_topk:
         return None
     path = run_dir / "teacher_topk.safetensors"
-    n, length, k = len(train), config.seq_len, config.teacher_topk
+    n, length, k, m = len(train), config.seq_len, config.teacher_topk, config.teacher_tail_samples
+    shapes = {"log_probs": (n, length, k), "index": (n, length, k), "tail_index": (n, length, m),
+              "tail_plogp": (n, length)}
+    if not m:
+        shapes = {key: shapes[key] for key in ("log_probs", "index")}
     if path.exists():
-        saved = load_file(path)
-        if saved["log_probs"].shape == (n, length, k):
-            return TeacherTopK(saved["log_probs"], saved["index"])
-    log_probs = torch.zeros((n, length, k), dtype=torch.float16)
-    index = torch.zeros((n, length, k), dtype=torch.int32)
+        saved = map_safetensors(path)
+        if {key: tuple(t.shape) for key, t in saved.items()} == shapes:
+            return TeacherTopK(**saved)
+    dtypes = {"log_probs": torch.float16, "index": torch.int32, "tail_index": torch.int32,
+              "tail_plogp": torch.float32}
+    cache = {key: torch.zeros(shape, dtype=dtypes[key]) for key, shape in shapes.items()}
     head = teacher.get_output_embeddings().weight
+    generator = torch.Generator(device=device).manual_seed(config.seed)
     for start in range(0, n, config.batch_size):
         if cancel.cancelled:
             raise Cancelled("cancelled while caching the teacher's outputs")
@@ -233,14 +250,15 @@ def _teacher_cache(config, run_dir: Path, teacher, train: TokenizedData, device,
         with torch.no_grad(), _autocast(config, device):
             hidden = teacher.model(input_ids=train.input_ids[rows].to(device),
                                    attention_mask=train.attention_mask[rows].to(device)).last_hidden_state
-        top = teacher_top_k(hidden.float().flatten(0, 1), head, config.temperature, k)
-        log_probs[rows] = top.log_probs.view(-1, length, k).half().cpu()
-        index[rows] = top.index.view(-1, length, k).int().cpu()
+        top = teacher_top_k(hidden.float().flatten(0, 1), head, config.temperature, k, m, generator)
+        for key, t in vars(top).items():
+            if t is not None:
+                cache[key][rows] = t.view(-1, length, *t.shape[1:]).to(dtypes[key]).cpu()
         on_event(Event("cache", step=min(start + config.batch_size, n), total=n,
-                       message="" if start else f"caching the teacher's top-{k} outputs once"))
+                       message="" if start else f"caching the teacher's top-{k} outputs and {m} tail samples once"))
     with atomic_path(path) as tmp:
-        save_file({"log_probs": log_probs, "index": index}, tmp)
-    return TeacherTopK(log_probs, index)
+        save_file(cache, tmp)
+    return TeacherTopK(**map_safetensors(path))  # training reads the rows it needs from the file
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> Path | None:
@@ -325,8 +343,11 @@ def _optimizer(config: DistillConfig, student):
     trained = [p for p in student.parameters() if p.requires_grad]
     decay = [p for p in trained if p.ndim >= 2]
     no_decay = [p for p in trained if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, fused=True)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer_state == "bf16":
+        optimizer = BF16StateAdamW(groups, lr=config.lr, seed=config.seed)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=True)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step))
 
 
@@ -336,6 +357,15 @@ def lr_factor(config: DistillConfig, step: int) -> float:
         return (step + 1) / (config.warmup_steps + 1)
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the set-up (the teacher's passes) back to the system, where the C library allows."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # glibc; absent elsewhere
+    except (OSError, AttributeError):
+        pass
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -113,8 +113,8 @@ def test_two_processes_equal_one_process_with_twice_the_batch(two_process_run, t
             assert one[key] == pytest.approx(two[key], rel=1e-4, abs=1e-6), (one["step"], key)
     w1 = load_file(tmp_path / "one" / "student" / "model.safetensors")
     w2 = load_file(run / "student" / "model.safetensors")
-    for name in w1:
-        torch.testing.assert_close(w1[name], w2[name], rtol=1e-4, atol=1e-5)
+    for name in w1:  # bf16 optimizer moments: a gradient differing by 1e-7 can round a moment the other way
+        torch.testing.assert_close(w1[name], w2[name], rtol=1e-4, atol=5e-5)
 
 
 def test_a_refused_setting_stops_every_process_without_a_hang(tmp_path, tiny_teacher):

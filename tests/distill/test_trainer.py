@@ -11,6 +11,7 @@ from slm_studio.distill.checkpoint import list_checkpoints
 from slm_studio.distill.trainer import distill, lr_factor
 from slm_studio.errors import UserError
 from slm_studio.events import CancelToken
+from slm_studio.fileio import map_safetensors
 from tests.conftest import make_tiny_llama
 
 
@@ -115,6 +116,33 @@ def test_cached_teacher_top_k_is_computed_once_and_reused_on_resume(tmp_path, ti
     assert result.status == "finished" and "cache" not in stages and cache.stat().st_mtime_ns == written
     saved = load_file(cache)
     assert saved["log_probs"].shape[-1] == 16 and saved["index"].dtype == torch.int32
+    assert saved["tail_index"].shape[-1] == tiny_config.teacher_tail_samples
+    assert not (saved["tail_index"].unsqueeze(-1) == saved["index"].unsqueeze(-2)).any()  # drawn outside the top k
+    mapped = map_safetensors(cache)
+    assert all(torch.equal(mapped[key], saved[key]) for key in saved)
+
+
+def test_activation_checkpointing_changes_memory_not_the_numbers(tmp_path, tiny_config):
+    tiny_config.steps = 3
+    runs = {}
+    for checkpointing in (False, True):
+        tiny_config.activation_checkpointing = checkpointing
+        distill(tiny_config, tmp_path / str(checkpointing))
+        runs[checkpointing] = _metrics(tmp_path / str(checkpointing))
+    for plain, recomputed in zip(runs[False], runs[True]):
+        for key in ("loss", "kl", "ce", "grad_norm"):
+            assert recomputed[key] == pytest.approx(plain[key], rel=1e-5)
+
+
+def test_fp32_and_bf16_optimizer_moments_train_alike(tmp_path, tiny_config):
+    tiny_config.steps = 6
+    final = {}
+    for state in ("fp32", "bf16"):
+        tiny_config.optimizer_state = state
+        distill(tiny_config, tmp_path / state)
+        final[state] = _metrics(tmp_path / state)
+    assert final["bf16"][-1]["loss"] < final["bf16"][0]["loss"]
+    assert final["bf16"][-1]["loss"] == pytest.approx(final["fp32"][-1]["loss"], rel=0.02)
 
 
 def test_bf16_autocast_trains(tmp_path, tiny_config):
