@@ -74,7 +74,7 @@ def run_ours(steps: int, optimizer_state: str, checkpointing: bool) -> dict:
     from slm_studio.distill.trainer import distill
 
     config = DistillConfig(steps=steps, batch_size=BATCH, seq_len=SEQ, temperature=TEMPERATURE, alpha=ALPHA, lr=LR,
-                           warmup_steps=0, min_lr_ratio=1.0, eval_every=10**6, checkpoint_every=10**6,
+                           warmup_steps=0, min_lr_ratio=1.0, eval_every=10**6, eval_batches=1, checkpoint_every=10**6,
                            teacher_topk=TOPK, teacher_tail_samples=TAIL, optimizer_state=optimizer_state,
                            activation_checkpointing=checkpointing)
     seen = {}

@@ -234,10 +234,12 @@ def _teacher_cache(config, run_dir: Path, teacher, train: TokenizedData, device,
               "tail_plogp": (n, length)}
     if not m:
         shapes = {key: shapes[key] for key in ("log_probs", "index")}
-    if path.exists():
+    try:
         saved = map_safetensors(path)
         if {key: tuple(t.shape) for key, t in saved.items()} == shapes:
             return TeacherTopK(**saved)
+    except (OSError, ValueError):  # absent or damaged: made again below
+        pass
     dtypes = {"log_probs": torch.float16, "index": torch.int32, "tail_index": torch.int32,
               "tail_plogp": torch.float32}
     cache = {key: torch.zeros(shape, dtype=dtypes[key]) for key, shape in shapes.items()}

@@ -122,6 +122,19 @@ def test_cached_teacher_top_k_is_computed_once_and_reused_on_resume(tmp_path, ti
     assert all(torch.equal(mapped[key], saved[key]) for key in saved)
 
 
+def test_a_damaged_teacher_cache_is_made_again_on_resume(tmp_path, tiny_config):
+    tiny_config.teacher_topk, tiny_config.steps, tiny_config.checkpoint_every = 8, 2, 1
+    distill(tiny_config, tmp_path / "run")
+    cache = tmp_path / "run" / "teacher_topk.safetensors"
+    good = load_file(cache)
+    cache.write_bytes(cache.read_bytes()[:1000])  # cut short, as a disk error might leave it
+    tiny_config.steps = 3
+    stages = []
+    result = distill(tiny_config, tmp_path / "run", resume=True, on_event=lambda e: stages.append(e.stage))
+    assert result.status == "finished" and "cache" in stages
+    assert all(torch.equal(load_file(cache)[key], good[key]) for key in good)  # the same seeded draws
+
+
 def test_activation_checkpointing_changes_memory_not_the_numbers(tmp_path, tiny_config):
     tiny_config.steps = 3
     runs = {}
