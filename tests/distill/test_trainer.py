@@ -126,13 +126,15 @@ def test_a_damaged_teacher_cache_is_made_again_on_resume(tmp_path, tiny_config):
     tiny_config.teacher_topk, tiny_config.steps, tiny_config.checkpoint_every = 8, 2, 1
     distill(tiny_config, tmp_path / "run")
     cache = tmp_path / "run" / "teacher_topk.safetensors"
-    good = load_file(cache)
+    good = {key: t.clone() for key, t in load_file(cache).items()}  # copies: the file is cut below
     cache.write_bytes(cache.read_bytes()[:1000])  # cut short, as a disk error might leave it
     tiny_config.steps = 3
     stages = []
     result = distill(tiny_config, tmp_path / "run", resume=True, on_event=lambda e: stages.append(e.stage))
     assert result.status == "finished" and "cache" in stages
-    assert all(torch.equal(load_file(cache)[key], good[key]) for key in good)  # the same seeded draws
+    remade = load_file(cache)
+    for key in good:  # the same seeded draws
+        torch.testing.assert_close(remade[key], good[key], msg=key)
 
 
 def test_activation_checkpointing_changes_memory_not_the_numbers(tmp_path, tiny_config):
@@ -154,8 +156,8 @@ def test_fp32_and_bf16_optimizer_moments_train_alike(tmp_path, tiny_config):
         tiny_config.optimizer_state = state
         distill(tiny_config, tmp_path / state)
         final[state] = _metrics(tmp_path / state)
-    assert final["bf16"][-1]["loss"] < final["bf16"][0]["loss"]
-    assert final["bf16"][-1]["loss"] == pytest.approx(final["fp32"][-1]["loss"], rel=0.02)
+    for fp32, bf16 in zip(final["fp32"], final["bf16"]):  # the same run, step by step, to rounding
+        assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.02)
 
 
 def test_bf16_autocast_trains(tmp_path, tiny_config):
