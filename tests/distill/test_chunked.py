@@ -83,7 +83,7 @@ def test_sampled_tail_estimates_the_full_forward_kl_and_its_gradient_without_bia
 
     def kl_and_grad(cached):
         kl = chunked_distillation_loss(sh, shead, labels, cached, 1.0, 2.0)["loss"]
-        return float(kl), torch.autograd.grad(kl, sh)[0]
+        return float(kl.detach()), torch.autograd.grad(kl, sh)[0]
 
     bucket_kl, bucket_grad = kl_and_grad(teacher_top_k(th, thead, 2.0, k=8))
     draws = [kl_and_grad(teacher_top_k(th, thead, 2.0, k=8, tail_samples=16,
