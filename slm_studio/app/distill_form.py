@@ -7,6 +7,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QListWidget, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from slm_studio.app.memory_group import MemoryGroup
 from slm_studio.app.pruning_group import PruningGroup
 from slm_studio.config import LOSSES, PRESETS, DistillConfig, help_text, preset
 from slm_studio.errors import UserError
@@ -99,7 +100,9 @@ class DistillForm(QWidget):
                        "lr": self.lr, "batch_size": self.batch_size, "seq_len": self.seq_len,
                        "grad_accum": self.grad_accum}
         self.pruning = PruningGroup()
+        self.memory = MemoryGroup()
         self.fields.update(self.pruning.fields)
+        self.fields.update(self.memory.fields)
         for name, widget in self.fields.items():
             widget.setToolTip(help_text(name))
 
@@ -135,7 +138,7 @@ class DistillForm(QWidget):
         self.problem_label = QLabel()
         self.problem_label.setStyleSheet("color: #d93025;")
         self.problem_label.setWordWrap(True)
-        for group in (models, data, losses, training, self.pruning):
+        for group in (models, data, losses, training, self.pruning, self.memory):
             layout.addWidget(group)
         layout.addWidget(self.problem_label)
         layout.addStretch(1)
@@ -150,6 +153,7 @@ class DistillForm(QWidget):
         self.teacher_prompts.currentTextChanged.connect(self._on_field_changed)
         self.student_model.textChanged.connect(self._on_field_changed)
         self.pruning.changed.connect(self._on_field_changed)
+        self.memory.changed.connect(self._on_field_changed)
 
     # ---- config <-> widgets
     def config(self) -> DistillConfig:
@@ -163,7 +167,7 @@ class DistillForm(QWidget):
             jsd_beta=self.jsd_beta.value(), attention_weight=self.attention_weight.value(),
             hidden_weight=self.hidden_weight.value(), steps=self.steps.value(), lr=self.lr.value(),
             batch_size=self.batch_size.value(), seq_len=self.seq_len.value(), grad_accum=self.grad_accum.value(),
-            **self.pruning.values(), **{k: v for k, v in self._hidden.items()})
+            **self.pruning.values(), **self.memory.values(), **{k: v for k, v in self._hidden.items()})
 
     def set_config(self, config: DistillConfig) -> None:
         self._hidden = {k: v for k, v in config.to_dict().items() if k not in self.fields}  # kept as loaded
@@ -189,6 +193,7 @@ class DistillForm(QWidget):
         self.seq_len.setValue(config.seq_len)
         self.grad_accum.setValue(config.grad_accum)
         self.pruning.set_config(config)
+        self.memory.set_config(config)
         self.blockSignals(False)
         self._on_teacher_changed(config.teacher)
 

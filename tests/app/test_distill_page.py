@@ -73,7 +73,7 @@ def test_student_size_is_estimated_live(window):
 
 def test_config_save_and_load_round_trip(window, tmp_path, tiny_teacher):
     config = _tiny(tiny_teacher, temperature=3.5, alpha=0.2, loss="reverse_kl", data=["python-docs"],
-                   attention_weight=0.5, hidden_weight=1.5)
+                   attention_weight=0.5, hidden_weight=1.5, optimizer_state="fp32", activation_checkpointing=False)
     window.distill_page.form.set_config(config)
     window.save_config(str(tmp_path / "form.toml"))
     assert DistillConfig.load(tmp_path / "form.toml") == config  # the same TOML the CLI reads
@@ -101,3 +101,19 @@ def test_removing_every_corpus_without_prompts_blocks_start(window):
     [b for b in form.findChildren(type(window.distill_page.start_button)) if b.text() == "Remove"][0].click()
     assert form.data.count() == 0 and "data" in form.problems()
     assert not window.distill_page.start_button.isEnabled()
+
+
+def test_speed_and_memory_settings_reach_the_config_and_conflicts_are_marked(window, tiny_teacher):
+    form = window.distill_page.form
+    form.set_config(_tiny(tiny_teacher))
+    assert not form.memory.tail.isEnabled()  # tail samples only with a cached teacher
+    form.memory.topk.setValue(64)
+    form.memory.tail.setValue(128)
+    form.memory.moments.setCurrentIndex(form.memory.moments.findData("fp32"))
+    config = form.config()
+    assert (config.teacher_topk, config.teacher_tail_samples, config.optimizer_state) == (64, 128, "fp32")
+    assert form.memory.tail.isEnabled()
+    form.attention_weight.setValue(1.0)  # needs the live teacher
+    assert "attention_weight" in form.problems() and not window.distill_page.start_button.isEnabled()
+    form.memory.topk.setValue(0)
+    assert "attention_weight" not in form.problems()
