@@ -1,11 +1,9 @@
-"""Atomic writes: a crash or a full disk never leaves a half-written file where a good one stood. And a safetensors
-file read through a memory map, for caches larger than they need be in memory."""
+"""Atomic writes: a crash or a full disk never leaves a half-written file where a good one stood."""
 
 from __future__ import annotations
 
 import errno
 import json
-import mmap
 import os
 import shutil
 import tempfile
@@ -108,29 +106,3 @@ def read_jsonl(target: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
-
-
-def map_safetensors(path: Path) -> dict:
-    """The tensors of a safetensors file as views of a private memory map: pages are read from disk when touched,
-    and the system may drop them again, so a large file takes no memory of its own. Raises ValueError for a file
-    that is not a complete safetensors file."""
-    import torch  # here, not at the top: the CLI and the app import this module before they need torch
-
-    types = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "I16": torch.int16,
-             "I32": torch.int32, "I64": torch.int64, "U8": torch.uint8}
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)  # a private copy-on-write view: torch may write
-    try:
-        header_size = int.from_bytes(mapped[:8], "little")
-        header = json.loads(mapped[8:8 + header_size])
-        tensors = {}
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            dtype = types[info["dtype"]]
-            begin, end = info["data_offsets"]
-            tensors[name] = torch.frombuffer(mapped, dtype=dtype, count=(end - begin) // dtype.itemsize,
-                                             offset=8 + header_size + begin).view(info["shape"])
-        return tensors
-    except (ValueError, KeyError, TypeError, RuntimeError) as exc:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{path} is not a complete safetensors file ({exc})") from exc

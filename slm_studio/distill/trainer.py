@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from slm_studio.config import DistillConfig
 from slm_studio.data.corpus import TokenizedData, batch_indices, load_records, split_holdout, tokenize
@@ -30,8 +31,7 @@ from slm_studio.distill.transfer import (check_transferable, layer_pairs, run_wi
 from slm_studio.errors import Cancelled, UserError
 from slm_studio.evaluate.perplexity import perplexity
 from slm_studio.events import CancelToken, Event, EventHandler, ignore_event
-from slm_studio.fileio import (append_jsonl, atomic_dir, atomic_path, map_safetensors, read_jsonl, write_json,
-                               write_text)
+from slm_studio.fileio import append_jsonl, atomic_dir, atomic_path, read_jsonl, write_json, write_text
 from slm_studio.models import loading, sources
 from slm_studio.models.student import StudentPlan, check_compatible, derive_student, parameter_count, plan_layers
 from slm_studio.prune import hold_masks, prepare_pruning
@@ -225,7 +225,7 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 
 def _teacher_cache(config, run_dir: Path, teacher, train: TokenizedData, device, on_event, cancel):
     """The teacher's top-k log-probabilities and tail samples for every training position, computed once and kept
-    in the run (float16 values, int32 token ids), and read from there through a memory map."""
+    in the run (float16 values, int32 token ids); safetensors' load_file maps the file rather than reading it."""
     if not config.teacher_topk:
         return None
     path = run_dir / "teacher_topk.safetensors"
@@ -235,10 +235,10 @@ def _teacher_cache(config, run_dir: Path, teacher, train: TokenizedData, device,
     if not m:
         shapes = {key: shapes[key] for key in ("log_probs", "index")}
     try:
-        saved = map_safetensors(path)
+        saved = load_file(path)  # memory-mapped: pages are read when a batch touches them
         if {key: tuple(t.shape) for key, t in saved.items()} == shapes:
             return TeacherTopK(**saved)
-    except (OSError, ValueError):  # absent or damaged: made again below
+    except (OSError, SafetensorError):  # absent or damaged: made again below
         pass
     dtypes = {"log_probs": torch.float16, "index": torch.int32, "tail_index": torch.int32,
               "tail_plogp": torch.float32}
@@ -260,7 +260,7 @@ def _teacher_cache(config, run_dir: Path, teacher, train: TokenizedData, device,
                        message="" if start else f"caching the teacher's top-{k} outputs and {m} tail samples once"))
     with atomic_path(path) as tmp:
         save_file(cache, tmp)
-    return TeacherTopK(**map_safetensors(path))  # training reads the rows it needs from the file
+    return TeacherTopK(**load_file(path))  # mapped from the file, not the arrays above: no memory of its own
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> Path | None:

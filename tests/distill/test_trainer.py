@@ -11,7 +11,6 @@ from slm_studio.distill.checkpoint import list_checkpoints
 from slm_studio.distill.trainer import distill, lr_factor
 from slm_studio.errors import UserError
 from slm_studio.events import CancelToken
-from slm_studio.fileio import map_safetensors
 from tests.conftest import make_tiny_llama
 
 
@@ -118,8 +117,6 @@ def test_cached_teacher_top_k_is_computed_once_and_reused_on_resume(tmp_path, ti
     assert saved["log_probs"].shape[-1] == 16 and saved["index"].dtype == torch.int32
     assert saved["tail_index"].shape[-1] == tiny_config.teacher_tail_samples
     assert not (saved["tail_index"].unsqueeze(-1) == saved["index"].unsqueeze(-2)).any()  # drawn outside the top k
-    mapped = map_safetensors(cache)
-    assert all(torch.equal(mapped[key], saved[key]) for key in saved)
 
 
 def test_a_damaged_teacher_cache_is_made_again_on_resume(tmp_path, tiny_config):
